@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "peercred",
+      "sources": ["agent/native/peercred.c"],
+      "cflags": ["-O2", "-Wall"]
+    }
+  ]
+}
