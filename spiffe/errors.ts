@@ -6,7 +6,8 @@
 export type SpiffeErrorCode =
   | 'INVALID_SPIFFE_ID' // a string is not a valid SPIFFE ID
   | 'INVALID_TRUST_DOMAIN' // a string is not a valid trust domain name
-  | 'INVALID_PEM' // PEM text or concatenated DER could not be decoded
+  | 'INVALID_PEM' // PEM text could not be decoded
+  | 'INVALID_DER' // concatenated DER is truncated or not a sequence of SEQUENCEs
   | 'SVID_INVALID' // an X509-SVID failed validation against a bundle
   | 'BUNDLE_INVALID'; // a trust bundle (PEM or SPIFFE JWKS) is malformed
 
