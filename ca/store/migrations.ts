@@ -1,0 +1,161 @@
+/**
+ * Versioned schema migrations for the SQLite store. Each migration runs in
+ * its own transaction and is recorded in `schema_migrations`, so a crash
+ * between two migrations leaves a database at a known version.
+ *
+ * Never edit a migration that has shipped: append a new one.
+ */
+import type { Db, Session } from './db.js';
+import { StoreError } from './store.js';
+
+export interface Migration {
+  /** 1, 2, 3, ... without gaps. */
+  readonly version: number;
+  readonly name: string;
+  /** One or more statements; run inside the migration's transaction. */
+  readonly sql: string;
+}
+
+/**
+ * Tables are STRICT so a wrong type (a float where seconds belong, a Buffer
+ * where text belongs) fails loudly instead of being stored. Selectors and DNS
+ * names are JSON arrays: nothing queries inside them, and a row then reads
+ * back in one lookup.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+CREATE TABLE entries (
+  id            TEXT    NOT NULL PRIMARY KEY,
+  spiffe_id     TEXT    NOT NULL,
+  parent_id     TEXT    NOT NULL,
+  selectors     TEXT    NOT NULL CHECK (json_valid(selectors) AND json_type(selectors) = 'array'),
+  x509_svid_ttl INTEGER NOT NULL CHECK (x509_svid_ttl >= 0),
+  dns_names     TEXT    NOT NULL CHECK (json_valid(dns_names) AND json_type(dns_names) = 'array'),
+  hint          TEXT    NOT NULL,
+  admin         INTEGER NOT NULL CHECK (admin IN (0, 1)),
+  expires_at    INTEGER,
+  revision      INTEGER NOT NULL CHECK (revision >= 1),
+  created_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX entries_parent_id ON entries (parent_id);
+CREATE INDEX entries_spiffe_id ON entries (spiffe_id);
+
+CREATE TABLE join_tokens (
+  id          TEXT    NOT NULL PRIMARY KEY,
+  secret_hash TEXT    NOT NULL UNIQUE,
+  agent_id    TEXT    NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  used_at     INTEGER,
+  created_at  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE agents (
+  agent_id         TEXT    NOT NULL PRIMARY KEY,
+  attestation_type TEXT    NOT NULL CHECK (attestation_type IN ('join_token', 'x509pop')),
+  serial           TEXT    NOT NULL,
+  expires_at       INTEGER NOT NULL,
+  selectors        TEXT    NOT NULL CHECK (json_valid(selectors) AND json_type(selectors) = 'array'),
+  banned           INTEGER NOT NULL CHECK (banned IN (0, 1)),
+  created_at       INTEGER NOT NULL,
+  last_seen_at     INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE audit (
+  seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+  time_ms   INTEGER NOT NULL,
+  caller    TEXT    NOT NULL,
+  action    TEXT    NOT NULL,
+  spiffe_id TEXT,
+  serial    TEXT,
+  not_after INTEGER,
+  outcome   TEXT    NOT NULL CHECK (outcome IN ('success', 'failure')),
+  detail    TEXT
+) STRICT;
+CREATE INDEX audit_time_ms ON audit (time_ms);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN
+  SELECT RAISE(ABORT, 'audit records are append-only');
+END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN
+  SELECT RAISE(ABORT, 'audit records are append-only');
+END;
+
+CREATE TABLE authorities (
+  id         TEXT    NOT NULL PRIMARY KEY,
+  kind       TEXT    NOT NULL CHECK (kind IN ('x509-root', 'x509-intermediate', 'ssh-user', 'ssh-host')),
+  state      TEXT    NOT NULL CHECK (state IN ('prepared', 'active', 'retired', 'tainted', 'revoked')),
+  public_der BLOB    NOT NULL,
+  parent_id  TEXT,
+  key_ref    TEXT    NOT NULL,
+  not_before INTEGER NOT NULL,
+  not_after  INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX authorities_kind ON authorities (kind);
+
+CREATE TABLE meta (
+  key   TEXT NOT NULL PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
+`,
+  },
+];
+
+/** The schema version this code writes and understands. */
+export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+const CREATE_MIGRATIONS_TABLE = `
+CREATE TABLE IF NOT EXISTS schema_migrations (
+  version       INTEGER NOT NULL PRIMARY KEY,
+  name          TEXT    NOT NULL,
+  applied_at_ms INTEGER NOT NULL
+) STRICT`;
+
+/** The highest applied migration, or 0 for a new database. Reads only. */
+export async function readSchemaVersion(s: Session): Promise<number> {
+  const table = await s.get<{ name: string }>(
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+  );
+  if (!table) return 0;
+  const row = await s.get<{ version: number | null }>('SELECT max(version) AS version FROM schema_migrations');
+  return row?.version ?? 0;
+}
+
+/**
+ * Brings the database up to SCHEMA_VERSION. Refuses (StoreError 'CORRUPT') a
+ * database written by a newer version of the code: this code would misread
+ * it. A database already at the current version is not written to, so a
+ * read-only file still opens.
+ *
+ * @param nowMs the time recorded for each applied migration, milliseconds.
+ */
+export async function migrate(db: Db, nowMs: () => number, migrations: readonly Migration[] = MIGRATIONS): Promise<void> {
+  const known = migrations.length === 0 ? 0 : migrations[migrations.length - 1]!.version;
+  const current = await db.exclusive(readSchemaVersion);
+  if (current > known) {
+    throw new StoreError(
+      'CORRUPT',
+      `database schema version ${current} is newer than this build supports (${known}); ` +
+        'run a newer Brevis or restore a backup made by this version',
+    );
+  }
+  for (const m of migrations) {
+    if (m.version <= current) continue;
+    await db.transaction(async (s) => {
+      // Another process may have migrated since the read above: re-check
+      // under the write lock that BEGIN IMMEDIATE holds.
+      await s.exec(CREATE_MIGRATIONS_TABLE);
+      if ((await readSchemaVersion(s)) >= m.version) return;
+      await s.exec(m.sql);
+      await s.run('INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)', [
+        m.version,
+        m.name,
+        nowMs(),
+      ]);
+    });
+  }
+}

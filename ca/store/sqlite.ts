@@ -1,0 +1,515 @@
+/**
+ * The Store on a local SQLite file (node-sqlite3): WAL journal, full fsync
+ * by default, one connection whose users are serialized by `Db`.
+ */
+import { constants as fsConstants, promises as fsp } from 'node:fs';
+import { realClock, type Clock } from '../../spiffe/clock.js';
+import { Db, toStoreError, type Session } from './db.js';
+import { migrate } from './migrations.js';
+import {
+  StoreError,
+  type AgentRecord,
+  type AuditRecord,
+  type AuthorityKind,
+  type AuthorityRecord,
+  type AuthorityState,
+  type ConsumeTokenResult,
+  type EntryRecord,
+  type JoinTokenRecord,
+  type NewEntry,
+  type Selector,
+  type Store,
+} from './store.js';
+
+export interface SqliteStoreOptions {
+  /**
+   * FULL (default) fsyncs the WAL on every commit: a committed audit record
+   * or consumed token survives power loss. NORMAL is about 2.5x faster but
+   * may lose the last commits on power loss (never corrupts).
+   */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** How long to wait for another process's lock, milliseconds. Default 5000. */
+  busyTimeoutMs?: number;
+  /** Only used to timestamp applied migrations. */
+  clock?: Clock;
+}
+
+/**
+ * Opens the store at `path`, creating the file with mode 0600 (the parent
+ * directory must exist) and applying pending migrations. An existing file
+ * readable by group or others has those bits removed. Fails with StoreError
+ * 'IO' when the file cannot be opened and 'CORRUPT' when it is not a database
+ * or its schema is newer than this code.
+ */
+export async function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Promise<SqliteStore> {
+  await restrictFileModes(path);
+  const db = await Db.open(path, { busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
+  try {
+    await db.exclusive(async (s) => {
+      const mode = await s.get<{ journal_mode: string }>('PRAGMA journal_mode = WAL');
+      if (mode?.journal_mode.toLowerCase() !== 'wal') {
+        throw new StoreError('IO', `cannot enable WAL journal on ${path} (got ${mode?.journal_mode ?? 'nothing'})`);
+      }
+      await s.exec(`PRAGMA synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
+      await s.exec('PRAGMA foreign_keys = ON');
+    });
+    const clock = options.clock ?? realClock;
+    await migrate(db, () => clock.now().getTime());
+  } catch (err) {
+    await db.close().catch(() => undefined);
+    throw toStoreError(err, `cannot open store ${path}`);
+  }
+  return new SqliteStore(db);
+}
+
+/** Creates `path` as 0600 if missing; strips group/other bits from it and its WAL files. */
+async function restrictFileModes(path: string): Promise<void> {
+  try {
+    const handle = await fsp.open(path, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o600);
+    await handle.close();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new StoreError('IO', `cannot create database file ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      const { mode } = await fsp.stat(file);
+      if ((mode & 0o077) !== 0) await fsp.chmod(file, mode & 0o700);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && file !== path) continue;
+      throw new StoreError('IO', `cannot restrict permissions of ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+/** A Store on one SQLite file. Create with `openSqliteStore`. */
+export class SqliteStore implements Store {
+  readonly #db: Db;
+
+  /** @internal Use `openSqliteStore`. */
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  close(): Promise<void> {
+    return this.#db.close();
+  }
+
+  // Registration entries
+
+  async createEntry(entry: NewEntry, createdAt: number): Promise<EntryRecord> {
+    const record: EntryRecord = {
+      id: entry.id,
+      spiffeId: entry.spiffeId,
+      parentId: entry.parentId,
+      selectors: normalizeSelectors(entry.selectors),
+      x509SvidTtl: entry.x509SvidTtl,
+      dnsNames: [...entry.dnsNames],
+      hint: entry.hint,
+      admin: entry.admin,
+      expiresAt: entry.expiresAt,
+      revision: 1,
+      createdAt,
+    };
+    await this.#db.exclusive(async (s) => {
+      try {
+        await s.run(
+          `INSERT INTO entries (id, spiffe_id, parent_id, selectors, x509_svid_ttl, dns_names, hint, admin,
+             expires_at, revision, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          [
+            record.id,
+            record.spiffeId,
+            record.parentId,
+            JSON.stringify(record.selectors),
+            record.x509SvidTtl,
+            JSON.stringify(record.dnsNames),
+            record.hint,
+            record.admin ? 1 : 0,
+            record.expiresAt,
+            record.revision,
+            record.createdAt,
+          ],
+        );
+      } catch (err) {
+        if (err instanceof StoreError && err.code === 'CONFLICT' && (await this.#entryExists(s, record.id))) {
+          throw new StoreError('CONFLICT', `entry ${record.id} already exists`, { cause: err });
+        }
+        throw err;
+      }
+    });
+    return record;
+  }
+
+  async #entryExists(s: Session, id: string): Promise<boolean> {
+    return (await s.get('SELECT 1 FROM entries WHERE id = ?', [id])) !== undefined;
+  }
+
+  getEntry(id: string): Promise<EntryRecord | undefined> {
+    return this.#db.exclusive(async (s) => {
+      const row = await s.get<EntryRow>(`${SELECT_ENTRY} WHERE id = ?`, [id]);
+      return row && entryFromRow(row);
+    });
+  }
+
+  listEntries(): Promise<EntryRecord[]> {
+    return this.#db.exclusive(async (s) => (await s.all<EntryRow>(`${SELECT_ENTRY} ORDER BY id`)).map(entryFromRow));
+  }
+
+  async listEntriesByParents(parentIds: string[]): Promise<EntryRecord[]> {
+    if (parentIds.length === 0) {
+      if (this.#db.closed) throw new StoreError('CLOSED', 'store is closed');
+      return [];
+    }
+    // One JSON parameter instead of N placeholders: no variable limit, and
+    // sqlite still probes the entries_parent_id index once per value.
+    return this.#db.exclusive(async (s) =>
+      (
+        await s.all<EntryRow>(`${SELECT_ENTRY} WHERE parent_id IN (SELECT value FROM json_each(?)) ORDER BY id`, [
+          JSON.stringify(parentIds),
+        ])
+      ).map(entryFromRow),
+    );
+  }
+
+  deleteEntry(id: string): Promise<boolean> {
+    return this.#db.exclusive(async (s) => (await s.run('DELETE FROM entries WHERE id = ?', [id])).changes > 0);
+  }
+
+  // Join tokens
+
+  async createJoinToken(token: JoinTokenRecord): Promise<void> {
+    await this.#db.exclusive((s) =>
+      s.run(
+        'INSERT INTO join_tokens (id, secret_hash, agent_id, expires_at, used_at, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+        [token.id, token.secretHash, token.agentId, token.expiresAt, token.usedAt, token.createdAt],
+      ),
+    );
+  }
+
+  consumeJoinToken(secretHash: string, now: number): Promise<ConsumeTokenResult> {
+    // The guarded UPDATE is the decision; the read afterwards only explains it.
+    return this.#db.transaction(async (s) => {
+      const { changes } = await s.run(
+        'UPDATE join_tokens SET used_at = ? WHERE secret_hash = ? AND used_at IS NULL AND expires_at > ?',
+        [now, secretHash, now],
+      );
+      const row = await s.get<JoinTokenRow>(`${SELECT_TOKEN} WHERE secret_hash = ?`, [secretHash]);
+      if (changes === 1 && row) return { ok: true, token: tokenFromRow(row) };
+      if (!row) return { ok: false, reason: 'unknown' };
+      if (row.used_at !== null) return { ok: false, reason: 'used' };
+      return { ok: false, reason: 'expired' };
+    });
+  }
+
+  // Agents
+
+  async upsertAgent(agent: AgentRecord): Promise<void> {
+    // A ban is sticky: re-attestation racing with a ban must not lift it.
+    await this.#db.exclusive((s) =>
+      s.run(
+        `INSERT INTO agents (agent_id, attestation_type, serial, expires_at, selectors, banned, created_at, last_seen_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (agent_id) DO UPDATE SET
+           attestation_type = excluded.attestation_type, serial = excluded.serial,
+           expires_at = excluded.expires_at, selectors = excluded.selectors,
+           banned = max(agents.banned, excluded.banned),
+           created_at = excluded.created_at, last_seen_at = excluded.last_seen_at`,
+        [
+          agent.agentId,
+          agent.attestationType,
+          agent.serial,
+          agent.expiresAt,
+          JSON.stringify(normalizeSelectors(agent.selectors)),
+          agent.banned ? 1 : 0,
+          agent.createdAt,
+          agent.lastSeenAt,
+        ],
+      ),
+    );
+  }
+
+  getAgent(agentId: string): Promise<AgentRecord | undefined> {
+    return this.#db.exclusive(async (s) => {
+      const row = await s.get<AgentRow>(`${SELECT_AGENT} WHERE agent_id = ?`, [agentId]);
+      return row && agentFromRow(row);
+    });
+  }
+
+  listAgents(): Promise<AgentRecord[]> {
+    return this.#db.exclusive(async (s) => (await s.all<AgentRow>(`${SELECT_AGENT} ORDER BY agent_id`)).map(agentFromRow));
+  }
+
+  updateAgentSvid(agentId: string, serial: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.#changed('UPDATE agents SET serial = ?, expires_at = ?, last_seen_at = ? WHERE agent_id = ?', [
+      serial,
+      expiresAt,
+      now,
+      agentId,
+    ]);
+  }
+
+  async touchAgent(agentId: string, now: number): Promise<void> {
+    await this.#changed('UPDATE agents SET last_seen_at = ? WHERE agent_id = ?', [now, agentId]);
+  }
+
+  deleteAgent(agentId: string): Promise<boolean> {
+    return this.#changed('DELETE FROM agents WHERE agent_id = ?', [agentId]);
+  }
+
+  banAgent(agentId: string): Promise<boolean> {
+    return this.#changed('UPDATE agents SET banned = 1 WHERE agent_id = ?', [agentId]);
+  }
+
+  // Audit
+
+  async appendAudit(records: AuditRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    await this.#db.transaction(async (s) => {
+      for (const r of records) {
+        // seq is left to AUTOINCREMENT: callers cannot choose or reuse one.
+        await s.runPrepared(
+          `INSERT INTO audit (time_ms, caller, action, spiffe_id, serial, not_after, outcome, detail)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+          [r.timeMs, r.caller, r.action, r.spiffeId, r.serial, r.notAfter, r.outcome, r.detail],
+        );
+      }
+    });
+  }
+
+  listAudit(options: { sinceMs?: number; limit?: number } = {}): Promise<AuditRecord[]> {
+    const where = options.sinceMs === undefined ? '' : 'WHERE time_ms >= ?';
+    const params: unknown[] = options.sinceMs === undefined ? [] : [options.sinceMs];
+    params.push(options.limit ?? -1); // LIMIT -1: no limit
+    return this.#db.exclusive(async (s) =>
+      (
+        await s.all<AuditRow>(
+          `SELECT seq, time_ms, caller, action, spiffe_id, serial, not_after, outcome, detail
+           FROM audit ${where} ORDER BY seq LIMIT ?`,
+          params,
+        )
+      ).map(auditFromRow),
+    );
+  }
+
+  // Authorities
+
+  async putAuthority(a: AuthorityRecord): Promise<void> {
+    await this.#db.exclusive((s) =>
+      s.run(
+        `INSERT INTO authorities (id, kind, state, public_der, parent_id, key_ref, not_before, not_after, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET
+           kind = excluded.kind, state = excluded.state, public_der = excluded.public_der,
+           parent_id = excluded.parent_id, key_ref = excluded.key_ref, not_before = excluded.not_before,
+           not_after = excluded.not_after, created_at = excluded.created_at`,
+        [a.id, a.kind, a.state, a.publicDer, a.parentId, a.keyRef, a.notBefore, a.notAfter, a.createdAt],
+      ),
+    );
+  }
+
+  listAuthorities(kind?: AuthorityKind): Promise<AuthorityRecord[]> {
+    const where = kind === undefined ? '' : 'WHERE kind = ?';
+    return this.#db.exclusive(async (s) =>
+      (
+        await s.all<AuthorityRow>(
+          `SELECT id, kind, state, public_der, parent_id, key_ref, not_before, not_after, created_at
+           FROM authorities ${where} ORDER BY not_before, id`,
+          kind === undefined ? [] : [kind],
+        )
+      ).map(authorityFromRow),
+    );
+  }
+
+  setAuthorityState(id: string, state: AuthorityState): Promise<boolean> {
+    return this.#changed('UPDATE authorities SET state = ? WHERE id = ?', [state, id]);
+  }
+
+  // Meta
+
+  getMeta(key: string): Promise<string | undefined> {
+    return this.#db.exclusive(async (s) => (await s.get<{ value: string }>('SELECT value FROM meta WHERE key = ?', [key]))?.value);
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    await this.#db.exclusive((s) =>
+      s.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]),
+    );
+  }
+
+  /** Runs one statement; true when it changed a row. */
+  #changed(sql: string, params: unknown[]): Promise<boolean> {
+    return this.#db.exclusive(async (s) => (await s.run(sql, params)).changes > 0);
+  }
+}
+
+/** Sorts by type then value (code-unit order, locale-independent) and drops duplicates. */
+export function normalizeSelectors(selectors: readonly Selector[]): Selector[] {
+  const sorted = selectors.map((s) => ({ type: s.type, value: s.value })).sort(compareSelectors);
+  return sorted.filter((s, i) => i === 0 || compareSelectors(sorted[i - 1]!, s) !== 0);
+}
+
+function compareSelectors(a: Selector, b: Selector): number {
+  return compareStrings(a.type, b.type) || compareStrings(a.value, b.value);
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+// Rows as sqlite returns them, and their mapping to records.
+
+const SELECT_ENTRY = `SELECT id, spiffe_id, parent_id, selectors, x509_svid_ttl, dns_names, hint, admin,
+  expires_at, revision, created_at FROM entries`;
+const SELECT_TOKEN = 'SELECT id, secret_hash, agent_id, expires_at, used_at, created_at FROM join_tokens';
+const SELECT_AGENT = `SELECT agent_id, attestation_type, serial, expires_at, selectors, banned, created_at,
+  last_seen_at FROM agents`;
+
+interface EntryRow {
+  id: string;
+  spiffe_id: string;
+  parent_id: string;
+  selectors: string;
+  x509_svid_ttl: number;
+  dns_names: string;
+  hint: string;
+  admin: number;
+  expires_at: number | null;
+  revision: number;
+  created_at: number;
+}
+
+interface JoinTokenRow {
+  id: string;
+  secret_hash: string;
+  agent_id: string;
+  expires_at: number;
+  used_at: number | null;
+  created_at: number;
+}
+
+interface AgentRow {
+  agent_id: string;
+  attestation_type: AgentRecord['attestationType'];
+  serial: string;
+  expires_at: number;
+  selectors: string;
+  banned: number;
+  created_at: number;
+  last_seen_at: number;
+}
+
+interface AuditRow {
+  seq: number;
+  time_ms: number;
+  caller: string;
+  action: string;
+  spiffe_id: string | null;
+  serial: string | null;
+  not_after: number | null;
+  outcome: AuditRecord['outcome'];
+  detail: string | null;
+}
+
+interface AuthorityRow {
+  id: string;
+  kind: AuthorityKind;
+  state: AuthorityState;
+  public_der: Buffer;
+  parent_id: string | null;
+  key_ref: string;
+  not_before: number;
+  not_after: number;
+  created_at: number;
+}
+
+function entryFromRow(r: EntryRow): EntryRecord {
+  return {
+    id: r.id,
+    spiffeId: r.spiffe_id,
+    parentId: r.parent_id,
+    selectors: parseSelectors(r.selectors, `entry ${r.id}`),
+    x509SvidTtl: r.x509_svid_ttl,
+    dnsNames: parseJsonArray(r.dns_names, `entry ${r.id}`).map((d) => String(d)),
+    hint: r.hint,
+    admin: r.admin === 1,
+    expiresAt: r.expires_at,
+    revision: r.revision,
+    createdAt: r.created_at,
+  };
+}
+
+function tokenFromRow(r: JoinTokenRow): JoinTokenRecord {
+  return {
+    id: r.id,
+    secretHash: r.secret_hash,
+    agentId: r.agent_id,
+    expiresAt: r.expires_at,
+    usedAt: r.used_at,
+    createdAt: r.created_at,
+  };
+}
+
+function agentFromRow(r: AgentRow): AgentRecord {
+  return {
+    agentId: r.agent_id,
+    attestationType: r.attestation_type,
+    serial: r.serial,
+    expiresAt: r.expires_at,
+    selectors: parseSelectors(r.selectors, `agent ${r.agent_id}`),
+    banned: r.banned === 1,
+    createdAt: r.created_at,
+    lastSeenAt: r.last_seen_at,
+  };
+}
+
+function auditFromRow(r: AuditRow): AuditRecord {
+  return {
+    seq: r.seq,
+    timeMs: r.time_ms,
+    caller: r.caller,
+    action: r.action,
+    spiffeId: r.spiffe_id,
+    serial: r.serial,
+    notAfter: r.not_after,
+    outcome: r.outcome,
+    detail: r.detail,
+  };
+}
+
+function authorityFromRow(r: AuthorityRow): AuthorityRecord {
+  return {
+    id: r.id,
+    kind: r.kind,
+    state: r.state,
+    publicDer: r.public_der,
+    parentId: r.parent_id,
+    keyRef: r.key_ref,
+    notBefore: r.not_before,
+    notAfter: r.not_after,
+    createdAt: r.created_at,
+  };
+}
+
+function parseJsonArray(text: string, what: string): unknown[] {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new StoreError('CORRUPT', `${what}: stored JSON does not parse`, { cause: err });
+  }
+  if (!Array.isArray(value)) throw new StoreError('CORRUPT', `${what}: stored JSON is not an array`);
+  return value;
+}
+
+function parseSelectors(text: string, what: string): Selector[] {
+  return normalizeSelectors(
+    parseJsonArray(text, what).map((s) => {
+      const { type, value } = (s ?? {}) as Partial<Selector>;
+      if (typeof type !== 'string' || typeof value !== 'string') {
+        throw new StoreError('CORRUPT', `${what}: stored selector is malformed`);
+      }
+      return { type, value };
+    }),
+  );
+}
