@@ -88,7 +88,7 @@ export interface MintX509SVIDParams {
   csr: Buffer;
 }
 
-export interface MintX509SVIDsRequest {
+export interface BatchMintX509SVIDRequest {
   params: MintX509SVIDParams[];
 }
 
@@ -102,7 +102,7 @@ export interface MintX509SVIDResult {
   statusMessage: string;
 }
 
-export interface MintX509SVIDsResponse {
+export interface BatchMintX509SVIDResponse {
   results: MintX509SVIDResult[];
 }
 
@@ -909,19 +909,19 @@ export const MintX509SVIDParams: MessageFns<MintX509SVIDParams> = {
   },
 };
 
-function createBaseMintX509SVIDsRequest(): MintX509SVIDsRequest {
+function createBaseBatchMintX509SVIDRequest(): BatchMintX509SVIDRequest {
   return { params: [] };
 }
 
-export const MintX509SVIDsRequest: MessageFns<MintX509SVIDsRequest> = {
-  encode(message: MintX509SVIDsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const BatchMintX509SVIDRequest: MessageFns<BatchMintX509SVIDRequest> = {
+  encode(message: BatchMintX509SVIDRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.params) {
       MintX509SVIDParams.encode(v!, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): MintX509SVIDsRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchMintX509SVIDRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -930,7 +930,7 @@ export const MintX509SVIDsRequest: MessageFns<MintX509SVIDsRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseMintX509SVIDsRequest();
+      const message = createBaseBatchMintX509SVIDRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -954,7 +954,7 @@ export const MintX509SVIDsRequest: MessageFns<MintX509SVIDsRequest> = {
     }
   },
 
-  fromJSON(object: any): MintX509SVIDsRequest {
+  fromJSON(object: any): BatchMintX509SVIDRequest {
     return {
       params: globalThis.Array.isArray(object?.params)
         ? object.params.map((e: any) => MintX509SVIDParams.fromJSON(e))
@@ -962,7 +962,7 @@ export const MintX509SVIDsRequest: MessageFns<MintX509SVIDsRequest> = {
     };
   },
 
-  toJSON(message: MintX509SVIDsRequest): unknown {
+  toJSON(message: BatchMintX509SVIDRequest): unknown {
     const obj: any = {};
     if (message.params?.length) {
       obj.params = message.params.map((e) => MintX509SVIDParams.toJSON(e));
@@ -970,11 +970,11 @@ export const MintX509SVIDsRequest: MessageFns<MintX509SVIDsRequest> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<MintX509SVIDsRequest>, I>>(base?: I): MintX509SVIDsRequest {
-    return MintX509SVIDsRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<BatchMintX509SVIDRequest>, I>>(base?: I): BatchMintX509SVIDRequest {
+    return BatchMintX509SVIDRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<MintX509SVIDsRequest>, I>>(object: I): MintX509SVIDsRequest {
-    const message = createBaseMintX509SVIDsRequest();
+  fromPartial<I extends Exact<DeepPartial<BatchMintX509SVIDRequest>, I>>(object: I): BatchMintX509SVIDRequest {
+    const message = createBaseBatchMintX509SVIDRequest();
     message.params = object.params?.map((e) => MintX509SVIDParams.fromPartial(e)) || [];
     return message;
   },
@@ -1089,19 +1089,19 @@ export const MintX509SVIDResult: MessageFns<MintX509SVIDResult> = {
   },
 };
 
-function createBaseMintX509SVIDsResponse(): MintX509SVIDsResponse {
+function createBaseBatchMintX509SVIDResponse(): BatchMintX509SVIDResponse {
   return { results: [] };
 }
 
-export const MintX509SVIDsResponse: MessageFns<MintX509SVIDsResponse> = {
-  encode(message: MintX509SVIDsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const BatchMintX509SVIDResponse: MessageFns<BatchMintX509SVIDResponse> = {
+  encode(message: BatchMintX509SVIDResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.results) {
       MintX509SVIDResult.encode(v!, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): MintX509SVIDsResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchMintX509SVIDResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1110,7 +1110,7 @@ export const MintX509SVIDsResponse: MessageFns<MintX509SVIDsResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseMintX509SVIDsResponse();
+      const message = createBaseBatchMintX509SVIDResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1134,7 +1134,7 @@ export const MintX509SVIDsResponse: MessageFns<MintX509SVIDsResponse> = {
     }
   },
 
-  fromJSON(object: any): MintX509SVIDsResponse {
+  fromJSON(object: any): BatchMintX509SVIDResponse {
     return {
       results: globalThis.Array.isArray(object?.results)
         ? object.results.map((e: any) => MintX509SVIDResult.fromJSON(e))
@@ -1142,7 +1142,7 @@ export const MintX509SVIDsResponse: MessageFns<MintX509SVIDsResponse> = {
     };
   },
 
-  toJSON(message: MintX509SVIDsResponse): unknown {
+  toJSON(message: BatchMintX509SVIDResponse): unknown {
     const obj: any = {};
     if (message.results?.length) {
       obj.results = message.results.map((e) => MintX509SVIDResult.toJSON(e));
@@ -1150,11 +1150,11 @@ export const MintX509SVIDsResponse: MessageFns<MintX509SVIDsResponse> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<MintX509SVIDsResponse>, I>>(base?: I): MintX509SVIDsResponse {
-    return MintX509SVIDsResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<BatchMintX509SVIDResponse>, I>>(base?: I): BatchMintX509SVIDResponse {
+    return BatchMintX509SVIDResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<MintX509SVIDsResponse>, I>>(object: I): MintX509SVIDsResponse {
-    const message = createBaseMintX509SVIDsResponse();
+  fromPartial<I extends Exact<DeepPartial<BatchMintX509SVIDResponse>, I>>(object: I): BatchMintX509SVIDResponse {
+    const message = createBaseBatchMintX509SVIDResponse();
     message.results = object.results?.map((e) => MintX509SVIDResult.fromPartial(e)) || [];
     return message;
   },
@@ -1215,15 +1215,16 @@ export const NodeServiceService = {
       FetchAuthorizedEntriesResponse.decode(value),
   },
   /** Mint X.509-SVIDs for authorized entries, in a batch (mTLS). */
-  mintX509SviDs: {
-    path: "/brevis.ca.v1.NodeService/MintX509SVIDs" as const,
+  batchMintX509Svid: {
+    path: "/brevis.ca.v1.NodeService/BatchMintX509SVID" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: MintX509SVIDsRequest): Buffer => Buffer.from(MintX509SVIDsRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): MintX509SVIDsRequest => MintX509SVIDsRequest.decode(value),
-    responseSerialize: (value: MintX509SVIDsResponse): Buffer =>
-      Buffer.from(MintX509SVIDsResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): MintX509SVIDsResponse => MintX509SVIDsResponse.decode(value),
+    requestSerialize: (value: BatchMintX509SVIDRequest): Buffer =>
+      Buffer.from(BatchMintX509SVIDRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BatchMintX509SVIDRequest => BatchMintX509SVIDRequest.decode(value),
+    responseSerialize: (value: BatchMintX509SVIDResponse): Buffer =>
+      Buffer.from(BatchMintX509SVIDResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BatchMintX509SVIDResponse => BatchMintX509SVIDResponse.decode(value),
   },
 } as const;
 
@@ -1241,7 +1242,7 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
   /** The entries the calling agent is authorized for, and the bundle (mTLS). */
   fetchAuthorizedEntries: handleUnaryCall<FetchAuthorizedEntriesRequest, FetchAuthorizedEntriesResponse>;
   /** Mint X.509-SVIDs for authorized entries, in a batch (mTLS). */
-  mintX509SviDs: handleUnaryCall<MintX509SVIDsRequest, MintX509SVIDsResponse>;
+  batchMintX509Svid: handleUnaryCall<BatchMintX509SVIDRequest, BatchMintX509SVIDResponse>;
 }
 
 export interface NodeServiceClient extends Client {
@@ -1305,20 +1306,20 @@ export interface NodeServiceClient extends Client {
     callback: (error: ServiceError | null, response: FetchAuthorizedEntriesResponse) => void,
   ): ClientUnaryCall;
   /** Mint X.509-SVIDs for authorized entries, in a batch (mTLS). */
-  mintX509SviDs(
-    request: MintX509SVIDsRequest,
-    callback: (error: ServiceError | null, response: MintX509SVIDsResponse) => void,
+  batchMintX509Svid(
+    request: BatchMintX509SVIDRequest,
+    callback: (error: ServiceError | null, response: BatchMintX509SVIDResponse) => void,
   ): ClientUnaryCall;
-  mintX509SviDs(
-    request: MintX509SVIDsRequest,
+  batchMintX509Svid(
+    request: BatchMintX509SVIDRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: MintX509SVIDsResponse) => void,
+    callback: (error: ServiceError | null, response: BatchMintX509SVIDResponse) => void,
   ): ClientUnaryCall;
-  mintX509SviDs(
-    request: MintX509SVIDsRequest,
+  batchMintX509Svid(
+    request: BatchMintX509SVIDRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: MintX509SVIDsResponse) => void,
+    callback: (error: ServiceError | null, response: BatchMintX509SVIDResponse) => void,
   ): ClientUnaryCall;
 }
 

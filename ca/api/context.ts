@@ -1,0 +1,42 @@
+/** What the API handlers need from the CA, as one plain object. */
+import type { X509Certificate, KeyObject } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Clock } from '../../spiffe/clock.js';
+import type { Store } from '../store/store.js';
+import type { TtlPolicy } from '../issue/ttl-policy.js';
+
+export interface BundleView {
+  trustDomain: string;
+  /** Root certificates, DER. */
+  roots: Buffer[];
+  sequence: number;
+  refreshHintSeconds: number;
+}
+
+export interface MintedSvid {
+  spiffeId: string;
+  /** Leaf then intermediates, DER. */
+  chain: Buffer[];
+  serialHex: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface SvidMinter {
+  /** Mints for a subject key taken from an already-verified CSR. */
+  mint(req: { spiffeId: string; dnsNames: string[]; publicKey: KeyObject; ttlSeconds: number }): Promise<MintedSvid>;
+}
+
+export interface CaContext {
+  trustDomain: string;
+  clock: Clock;
+  store: Store;
+  minter: SvidMinter;
+  bundle(): BundleView;
+  svidTtl: TtlPolicy;
+  agentSvidTtlSeconds: number;
+  joinTokenTtl: TtlPolicy;
+  /** Trusted host CAs for x509pop, or null when x509pop is off. */
+  x509popCas: X509Certificate[] | null;
+  logger: Logger;
+}

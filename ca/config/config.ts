@@ -1,0 +1,148 @@
+/**
+ * CA configuration: parse (file + flags), validate, freeze. Durations are
+ * parsed once here into seconds; nothing downstream reads raw strings.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { parseDuration } from '../../spiffe/duration.js';
+import { parseTrustDomain } from '../../spiffe/id.js';
+
+export type CaKeyType = 'ec-p256' | 'ec-p384' | 'ed25519';
+
+export interface CaConfig {
+  readonly dataDir: string;
+  readonly trustDomain: string;
+  /** host:port of the node API (TLS). */
+  readonly listen: string;
+  readonly adminSocket: string;
+  readonly keyType: CaKeyType;
+  readonly rootTtlSeconds: number;
+  readonly intermediateTtlSeconds: number;
+  readonly x509SvidDefaultTtlSeconds: number;
+  readonly x509SvidMinTtlSeconds: number;
+  readonly x509SvidMaxTtlSeconds: number;
+  readonly agentSvidTtlSeconds: number;
+  readonly joinTokenDefaultTtlSeconds: number;
+  readonly joinTokenMaxTtlSeconds: number;
+  /** Seconds notBefore is backdated for clock skew. */
+  readonly backdateSeconds: number;
+  /** PEM bundle of host CAs trusted for x509pop node attestation, or null (x509pop off). */
+  readonly x509popCaBundle: string | null;
+  /** Key-encryption for CA keys at rest: a passphrase, a key file, or none. */
+  readonly kek: { passphrase: string } | { keyFile: string } | null;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+}
+
+const duration = z.string().transform((s, ctx) => {
+  try {
+    return parseDuration(s);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+/** The raw shape accepted from a JSON config file and from flags (flags win). */
+export const rawCaConfigSchema = z
+  .object({
+    dataDir: z.string().min(1),
+    trustDomain: z.string().min(1),
+    listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'listen must be HOST:PORT'),
+    adminSocket: z.string().min(1).optional(),
+    keyType: z.enum(['ec-p256', 'ec-p384', 'ed25519']).default('ec-p256'),
+    rootTtl: duration.prefault('8760h'),
+    intermediateTtl: duration.prefault('168h'),
+    x509SvidTtl: duration.prefault('1h'),
+    x509SvidMinTtl: duration.prefault('30s'),
+    x509SvidMaxTtl: duration.prefault('24h'),
+    agentSvidTtl: duration.prefault('1h'),
+    joinTokenTtl: duration.prefault('10m'),
+    joinTokenMaxTtl: duration.prefault('24h'),
+    backdate: duration.prefault('30s'),
+    x509popCaBundle: z.string().min(1).optional(),
+    kekPassphraseEnv: z.string().min(1).optional(),
+    kekFile: z.string().min(1).optional(),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  })
+  .strict();
+
+export type RawCaConfig = z.input<typeof rawCaConfigSchema>;
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads a JSON config file; missing keys are fine (flags may supply them). */
+export function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+    return v as Record<string, unknown>;
+  } catch (e) {
+    throw new ConfigError(`config file ${file} is not a JSON object: ${(e as Error).message}`);
+  }
+}
+
+/** Validates the merged raw config and builds the frozen CaConfig. */
+export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): CaConfig {
+  const parsed = rawCaConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
+    throw new ConfigError(`invalid configuration: ${where}${issue.message}`);
+  }
+  const c = parsed.data;
+  let trustDomain: string;
+  try {
+    trustDomain = parseTrustDomain(c.trustDomain);
+  } catch (e) {
+    throw new ConfigError(`invalid trust domain: ${(e as Error).message}`);
+  }
+  if (c.x509SvidMinTtl > c.x509SvidMaxTtl) throw new ConfigError('x509SvidMinTtl must not exceed x509SvidMaxTtl');
+  if (c.x509SvidTtl < c.x509SvidMinTtl || c.x509SvidTtl > c.x509SvidMaxTtl) {
+    throw new ConfigError(`x509SvidTtl must lie between x509SvidMinTtl and x509SvidMaxTtl`);
+  }
+  if (c.intermediateTtl >= c.rootTtl) throw new ConfigError('intermediateTtl must be shorter than rootTtl');
+  if (c.x509SvidMaxTtl > c.intermediateTtl) {
+    throw new ConfigError('x509SvidMaxTtl must not exceed intermediateTtl (SVIDs are capped at the intermediate)');
+  }
+  if (c.kekPassphraseEnv && c.kekFile) throw new ConfigError('set only one of kekPassphraseEnv and kekFile');
+  let kek: CaConfig['kek'] = null;
+  if (c.kekFile) kek = { keyFile: path.resolve(c.kekFile) };
+  else if (c.kekPassphraseEnv) {
+    const v = env[c.kekPassphraseEnv];
+    if (!v) throw new ConfigError(`environment variable ${c.kekPassphraseEnv} (kekPassphraseEnv) is empty or unset`);
+    kek = { passphrase: v };
+  }
+  const dataDir = path.resolve(c.dataDir);
+  return Object.freeze({
+    dataDir,
+    trustDomain,
+    listen: c.listen,
+    adminSocket: path.resolve(c.adminSocket ?? path.join(dataDir, 'admin.sock')),
+    keyType: c.keyType,
+    rootTtlSeconds: c.rootTtl,
+    intermediateTtlSeconds: c.intermediateTtl,
+    x509SvidDefaultTtlSeconds: c.x509SvidTtl,
+    x509SvidMinTtlSeconds: c.x509SvidMinTtl,
+    x509SvidMaxTtlSeconds: c.x509SvidMaxTtl,
+    agentSvidTtlSeconds: c.agentSvidTtl,
+    joinTokenDefaultTtlSeconds: c.joinTokenTtl,
+    joinTokenMaxTtlSeconds: c.joinTokenMaxTtl,
+    backdateSeconds: c.backdate,
+    x509popCaBundle: c.x509popCaBundle ? path.resolve(c.x509popCaBundle) : null,
+    kek,
+    logLevel: c.logLevel,
+  });
+}

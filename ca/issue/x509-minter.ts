@@ -1,0 +1,43 @@
+/**
+ * Mints X.509-SVIDs with the active intermediate, then checks what it
+ * minted before anyone sees it (parse back: SAN, CA bit, key usages,
+ * validity). A certificate that fails the check is never returned.
+ */
+import type { KeyObject } from 'node:crypto';
+import type { Clock } from '../../spiffe/clock.js';
+import type { MintedSvid, SvidMinter } from '../api/context.js';
+import type { X509Authority } from '../authority/x509-authority.js';
+import { issueX509Svid } from '../x509/leaf.js';
+import { checkMintedSvid } from '../x509/validate.js';
+
+export class X509Minter implements SvidMinter {
+  constructor(
+    private readonly deps: { authority: X509Authority; clock: Clock; backdateSeconds: number },
+  ) {}
+
+  async mint(req: { spiffeId: string; dnsNames: string[]; publicKey: KeyObject; ttlSeconds: number }): Promise<MintedSvid> {
+    const issuer = this.deps.authority.signing();
+    const leaf = await issueX509Svid({
+      spiffeId: req.spiffeId,
+      dnsNames: req.dnsNames,
+      subjectPublicKey: req.publicKey,
+      issuer: { certDer: issuer.record.publicDer, signer: issuer.signer, notAfter: issuer.notAfter, skiHex: issuer.record.id },
+      ttlSeconds: req.ttlSeconds,
+      now: this.deps.clock.now(),
+      backdateSeconds: this.deps.backdateSeconds,
+    });
+    checkMintedSvid(leaf.der, {
+      spiffeId: req.spiffeId,
+      dnsNames: req.dnsNames,
+      notAfter: leaf.notAfter,
+      issuerSkiHex: issuer.record.id,
+    });
+    return {
+      spiffeId: req.spiffeId,
+      chain: [leaf.der, issuer.record.publicDer],
+      serialHex: leaf.serialHex,
+      notBefore: leaf.notBefore,
+      notAfter: leaf.notAfter,
+    };
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * Assembles and runs a CA: store, keys, X.509 authority, its own serving
+ * identity, the node API over TLS and the admin API on a Unix socket.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { NodeServiceService } from '../../proto/gen/brevis/ca/v1/node.js';
+import { AdminServiceService } from '../../proto/gen/brevis/ca/v1/admin.js';
+import { HealthService as HealthServiceDef } from '../../proto/gen/grpc/health/v1/health.js';
+import { realClock, type Clock } from '../../spiffe/clock.js';
+import { pemDecodeAll } from '../../spiffe/pem.js';
+import type { CaConfig } from '../config/config.js';
+import { KeyStore } from '../keys/keystore.js';
+import { openSqliteStore } from '../store/sqlite.js';
+import type { Store } from '../store/store.js';
+import { X509Authority } from '../authority/x509-authority.js';
+import { X509Minter } from '../issue/x509-minter.js';
+import { createNodeService } from '../api/node-service.js';
+import { createAdminService } from '../api/admin-service.js';
+import type { CaContext } from '../api/context.js';
+import { ServerIdentity } from './server-identity.js';
+import { HealthService } from '../../agent/workload-api/health.js';
+
+/** gRPC message size limit for the node and admin APIs (a batch of 1,000 CSRs fits). */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
+export interface RunningCa {
+  /** The node API port actually bound (useful with port 0). */
+  port: number;
+  adminSocket: string;
+  trustDomain: string;
+  store: Store;
+  authority: X509Authority;
+  close(): Promise<void>;
+}
+
+export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: Clock }): Promise<RunningCa> {
+  const clock = deps.clock ?? realClock;
+  const { logger } = deps;
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const mode = statSync(config.dataDir).mode & 0o777;
+  if (mode & 0o077) {
+    chmodSync(config.dataDir, 0o700);
+    logger.warn({ dataDir: config.dataDir, was: mode.toString(8) }, 'data directory was accessible to others; set to 0700');
+  }
+
+  const store = await openSqliteStore(path.join(config.dataDir, 'brevis.db'));
+  const keys = new KeyStore({ dir: path.join(config.dataDir, 'keys'), ...(config.kek ? { kek: config.kek } : {}) });
+  if (!config.kek) logger.warn('CA keys are stored unencrypted (mode 0600); configure kekFile or kekPassphraseEnv to encrypt them at rest');
+
+  let closers: Array<() => Promise<void> | void> = [() => store.close()];
+  const closeAll = async () => {
+    for (const c of closers.reverse()) await c();
+    closers = [];
+  };
+  try {
+    const authority = await X509Authority.open({
+      store,
+      keys,
+      clock,
+      trustDomain: config.trustDomain,
+      keyType: config.keyType,
+      rootTtlSeconds: config.rootTtlSeconds,
+      intermediateTtlSeconds: config.intermediateTtlSeconds,
+      logger,
+    });
+    const minter = new X509Minter({ authority, clock, backdateSeconds: config.backdateSeconds });
+    const x509popCas = config.x509popCaBundle ? loadPemCerts(config.x509popCaBundle) : null;
+    const ctx: CaContext = {
+      trustDomain: config.trustDomain,
+      clock,
+      store,
+      minter,
+      bundle: () => authority.bundle(),
+      svidTtl: {
+        defaultSeconds: config.x509SvidDefaultTtlSeconds,
+        minSeconds: config.x509SvidMinTtlSeconds,
+        maxSeconds: config.x509SvidMaxTtlSeconds,
+      },
+      agentSvidTtlSeconds: config.agentSvidTtlSeconds,
+      joinTokenTtl: { defaultSeconds: config.joinTokenDefaultTtlSeconds, minSeconds: 1, maxSeconds: config.joinTokenMaxTtlSeconds },
+      x509popCas,
+      logger,
+    };
+
+    const identity = new ServerIdentity({
+      trustDomain: config.trustDomain,
+      minter,
+      clock,
+      ttlSeconds: config.agentSvidTtlSeconds,
+      onError: (e) => logger.error({ err: e }, 'renewing the CA serving SVID failed'),
+    });
+    await identity.start(authority.bundle().roots);
+    closers.push(() => identity.stop());
+
+    const health = new HealthService();
+    const serverOptions = {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    };
+    const nodeServer = new grpc.Server(serverOptions);
+    nodeServer.addService(NodeServiceService, createNodeService(ctx));
+    nodeServer.addService(HealthServiceDef, health.handlers());
+    // Client certificates are requested but not required: attestation RPCs
+    // run without one; every other node RPC checks the agent SVID itself.
+    const creds = grpc.experimental.createCertificateProviderServerCredentials(identity, identity, false);
+    const port = await bind(nodeServer, config.listen, creds);
+    closers.push(() => shutdown(nodeServer));
+
+    const adminServer = new grpc.Server(serverOptions);
+    adminServer.addService(AdminServiceService, createAdminService(ctx));
+    adminServer.addService(HealthServiceDef, health.handlers());
+    if (existsSync(config.adminSocket)) unlinkSync(config.adminSocket);
+    mkdirSync(path.dirname(config.adminSocket), { recursive: true, mode: 0o700 });
+    await bind(adminServer, `unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure());
+    chmodSync(config.adminSocket, 0o600);
+    closers.push(() => shutdown(adminServer));
+
+    health.setStatus('', 'SERVING');
+    logger.info(
+      { trustDomain: config.trustDomain, listen: config.listen, port, adminSocket: config.adminSocket, intermediate: authority.signing().record.id },
+      'CA serving',
+    );
+    return {
+      port,
+      adminSocket: config.adminSocket,
+      trustDomain: config.trustDomain,
+      store,
+      authority,
+      close: async () => {
+        health.setStatus('', 'NOT_SERVING');
+        await closeAll();
+      },
+    };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}
+
+function loadPemCerts(file: string): X509Certificate[] {
+  const ders = pemDecodeAll(readFileSync(file, 'utf8'), 'CERTIFICATE');
+  if (ders.length === 0) throw new Error(`${file} holds no certificates`);
+  return ders.map((d) => new X509Certificate(d));
+}
+
+function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, creds, (err, port) => (err ? reject(new Error(`cannot listen on ${address}: ${err.message}`)) : resolve(port)));
+  });
+}
+
+function shutdown(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 2000);
+    server.tryShutdown(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
