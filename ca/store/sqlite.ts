@@ -7,6 +7,22 @@ import { realClock, type Clock } from '../../spiffe/clock.js';
 import { Db, toStoreError, type Session } from './db.js';
 import { migrate } from './migrations.js';
 import {
+  SELECT_AGENT,
+  SELECT_ENTRY,
+  SELECT_TOKEN,
+  agentFromRow,
+  auditFromRow,
+  authorityFromRow,
+  entryFromRow,
+  normalizeSelectors,
+  tokenFromRow,
+  type AgentRow,
+  type AuditRow,
+  type AuthorityRow,
+  type EntryRow,
+  type JoinTokenRow,
+} from './sqlite-rows.js';
+import {
   StoreError,
   type AgentRecord,
   type AuditRecord,
@@ -17,7 +33,6 @@ import {
   type EntryRecord,
   type JoinTokenRecord,
   type NewEntry,
-  type Selector,
   type Store,
 } from './store.js';
 
@@ -341,175 +356,4 @@ export class SqliteStore implements Store {
   #changed(sql: string, params: unknown[]): Promise<boolean> {
     return this.#db.exclusive(async (s) => (await s.run(sql, params)).changes > 0);
   }
-}
-
-/** Sorts by type then value (code-unit order, locale-independent) and drops duplicates. */
-export function normalizeSelectors(selectors: readonly Selector[]): Selector[] {
-  const sorted = selectors.map((s) => ({ type: s.type, value: s.value })).sort(compareSelectors);
-  return sorted.filter((s, i) => i === 0 || compareSelectors(sorted[i - 1]!, s) !== 0);
-}
-
-function compareSelectors(a: Selector, b: Selector): number {
-  return compareStrings(a.type, b.type) || compareStrings(a.value, b.value);
-}
-
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-// Rows as sqlite returns them, and their mapping to records.
-
-const SELECT_ENTRY = `SELECT id, spiffe_id, parent_id, selectors, x509_svid_ttl, dns_names, hint, admin,
-  expires_at, revision, created_at FROM entries`;
-const SELECT_TOKEN = 'SELECT id, secret_hash, agent_id, expires_at, used_at, created_at FROM join_tokens';
-const SELECT_AGENT = `SELECT agent_id, attestation_type, serial, expires_at, selectors, banned, created_at,
-  last_seen_at FROM agents`;
-
-interface EntryRow {
-  id: string;
-  spiffe_id: string;
-  parent_id: string;
-  selectors: string;
-  x509_svid_ttl: number;
-  dns_names: string;
-  hint: string;
-  admin: number;
-  expires_at: number | null;
-  revision: number;
-  created_at: number;
-}
-
-interface JoinTokenRow {
-  id: string;
-  secret_hash: string;
-  agent_id: string;
-  expires_at: number;
-  used_at: number | null;
-  created_at: number;
-}
-
-interface AgentRow {
-  agent_id: string;
-  attestation_type: AgentRecord['attestationType'];
-  serial: string;
-  expires_at: number;
-  selectors: string;
-  banned: number;
-  created_at: number;
-  last_seen_at: number;
-}
-
-interface AuditRow {
-  seq: number;
-  time_ms: number;
-  caller: string;
-  action: string;
-  spiffe_id: string | null;
-  serial: string | null;
-  not_after: number | null;
-  outcome: AuditRecord['outcome'];
-  detail: string | null;
-}
-
-interface AuthorityRow {
-  id: string;
-  kind: AuthorityKind;
-  state: AuthorityState;
-  public_der: Buffer;
-  parent_id: string | null;
-  key_ref: string;
-  not_before: number;
-  not_after: number;
-  created_at: number;
-}
-
-function entryFromRow(r: EntryRow): EntryRecord {
-  return {
-    id: r.id,
-    spiffeId: r.spiffe_id,
-    parentId: r.parent_id,
-    selectors: parseSelectors(r.selectors, `entry ${r.id}`),
-    x509SvidTtl: r.x509_svid_ttl,
-    dnsNames: parseJsonArray(r.dns_names, `entry ${r.id}`).map((d) => String(d)),
-    hint: r.hint,
-    admin: r.admin === 1,
-    expiresAt: r.expires_at,
-    revision: r.revision,
-    createdAt: r.created_at,
-  };
-}
-
-function tokenFromRow(r: JoinTokenRow): JoinTokenRecord {
-  return {
-    id: r.id,
-    secretHash: r.secret_hash,
-    agentId: r.agent_id,
-    expiresAt: r.expires_at,
-    usedAt: r.used_at,
-    createdAt: r.created_at,
-  };
-}
-
-function agentFromRow(r: AgentRow): AgentRecord {
-  return {
-    agentId: r.agent_id,
-    attestationType: r.attestation_type,
-    serial: r.serial,
-    expiresAt: r.expires_at,
-    selectors: parseSelectors(r.selectors, `agent ${r.agent_id}`),
-    banned: r.banned === 1,
-    createdAt: r.created_at,
-    lastSeenAt: r.last_seen_at,
-  };
-}
-
-function auditFromRow(r: AuditRow): AuditRecord {
-  return {
-    seq: r.seq,
-    timeMs: r.time_ms,
-    caller: r.caller,
-    action: r.action,
-    spiffeId: r.spiffe_id,
-    serial: r.serial,
-    notAfter: r.not_after,
-    outcome: r.outcome,
-    detail: r.detail,
-  };
-}
-
-function authorityFromRow(r: AuthorityRow): AuthorityRecord {
-  return {
-    id: r.id,
-    kind: r.kind,
-    state: r.state,
-    publicDer: r.public_der,
-    parentId: r.parent_id,
-    keyRef: r.key_ref,
-    notBefore: r.not_before,
-    notAfter: r.not_after,
-    createdAt: r.created_at,
-  };
-}
-
-function parseJsonArray(text: string, what: string): unknown[] {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new StoreError('CORRUPT', `${what}: stored JSON does not parse`, { cause: err });
-  }
-  if (!Array.isArray(value)) throw new StoreError('CORRUPT', `${what}: stored JSON is not an array`);
-  return value;
-}
-
-function parseSelectors(text: string, what: string): Selector[] {
-  return normalizeSelectors(
-    parseJsonArray(text, what).map((s) => {
-      const { type, value } = (s ?? {}) as Partial<Selector>;
-      if (typeof type !== 'string' || typeof value !== 'string') {
-        throw new StoreError('CORRUPT', `${what}: stored selector is malformed`);
-      }
-      return { type, value };
-    }),
-  );
 }
