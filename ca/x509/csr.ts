@@ -1,0 +1,273 @@
+import 'reflect-metadata';
+import { KeyObject, constants, createPublicKey, verify } from 'node:crypto';
+import type { webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+import { CaError } from '../errors.js';
+import {
+  DerError,
+  DerReader,
+  TAG,
+  contextTag,
+  decodeOctetAlignedBitString,
+  decodeOid,
+  decodeSmallInteger,
+  readerOf,
+} from './der.js';
+import type { Tlv } from './der.js';
+
+/** Subject key types accepted in a CSR. */
+export type CsrKeyType = 'ec-p256' | 'ec-p384' | 'ed25519' | 'rsa';
+
+export interface ParsedCsr {
+  /** The subject public key: the only thing callers use. */
+  publicKey: KeyObject;
+  spkiDer: Buffer;
+  keyType: CsrKeyType;
+  /** Modulus length, for RSA keys. */
+  rsaBits?: number;
+}
+
+/** Larger CSRs are refused before parsing (a 4096-bit RSA CSR is about 1.7 KiB). */
+export const MAX_CSR_BYTES = 16 * 1024;
+export const MIN_RSA_BITS = 2048;
+export const MAX_RSA_BITS = 4096;
+
+const OIDS = {
+  ecPublicKey: '1.2.840.10045.2.1',
+  p256: '1.2.840.10045.3.1.7',
+  p384: '1.3.132.0.34',
+  ed25519: '1.3.101.112',
+  rsaEncryption: '1.2.840.113549.1.1.1',
+  rsassaPss: '1.2.840.113549.1.1.10',
+  mgf1: '1.2.840.113549.1.1.8',
+} as const;
+
+/** Names for key algorithms we refuse, so the error says what was sent. */
+const KNOWN_KEY_NAMES: Readonly<Record<string, string>> = {
+  '1.3.132.0.35': 'EC P-521',
+  '1.3.132.0.10': 'EC secp256k1',
+  '1.3.36.3.3.2.8.1.1.7': 'EC brainpoolP256r1',
+  '1.3.101.110': 'X25519',
+  '1.3.101.111': 'X448',
+  '1.3.101.113': 'Ed448',
+  '1.2.840.10040.4.1': 'DSA',
+  [OIDS.rsassaPss]: 'RSA-PSS-only',
+};
+
+const HASH_BY_OID: Readonly<Record<string, 'sha256' | 'sha384' | 'sha512'>> = {
+  '2.16.840.1.101.3.4.2.1': 'sha256',
+  '2.16.840.1.101.3.4.2.2': 'sha384',
+  '2.16.840.1.101.3.4.2.3': 'sha512',
+};
+
+/** Signature algorithms a CSR may use: which key family and digest each implies. */
+const SIGNATURE_ALGORITHMS: Readonly<Record<string, { family: 'ec' | 'ed25519' | 'rsa'; digest: string | null }>> = {
+  '1.2.840.10045.4.3.2': { family: 'ec', digest: 'sha256' },
+  '1.2.840.10045.4.3.3': { family: 'ec', digest: 'sha384' },
+  '1.2.840.10045.4.3.4': { family: 'ec', digest: 'sha512' },
+  '1.3.101.112': { family: 'ed25519', digest: null },
+  '1.2.840.113549.1.1.11': { family: 'rsa', digest: 'sha256' },
+  '1.2.840.113549.1.1.12': { family: 'rsa', digest: 'sha384' },
+  '1.2.840.113549.1.1.13': { family: 'rsa', digest: 'sha512' },
+};
+
+/**
+ * Parses a DER PKCS#10 CSR, checks the subject key is one we issue for
+ * (P-256, P-384, Ed25519, RSA 2048..4096) and verifies the self-signature
+ * (proof of possession). Everything else in the CSR (subject, requested
+ * extensions) is ignored: the CA decides the certificate's contents.
+ * Throws CaError('CSR_INVALID') for a malformed, oversize or badly signed
+ * CSR and CaError('UNSUPPORTED_KEY') for any other key type.
+ */
+export function parseCsr(der: Uint8Array): ParsedCsr {
+  if (der.length > MAX_CSR_BYTES) {
+    throw new CaError('CSR_INVALID', `CSR is ${der.length} bytes, more than the ${MAX_CSR_BYTES} allowed`);
+  }
+  let parts: ReturnType<typeof splitCsr>;
+  try {
+    parts = splitCsr(der);
+  } catch (e) {
+    if (e instanceof DerError) throw new CaError('CSR_INVALID', `CSR is malformed: ${e.message}`, { cause: e });
+    throw e;
+  }
+  const key = subjectKey(parts.spki);
+  const signature = signatureCheck(parts.signatureAlgorithm, key.keyType);
+  let ok: boolean;
+  try {
+    ok = verify(
+      signature.digest,
+      parts.info,
+      signature.pssSaltLength === undefined
+        ? key.publicKey
+        : { key: key.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: signature.pssSaltLength },
+      parts.signature,
+    );
+  } catch (cause) {
+    throw new CaError('CSR_INVALID', 'CSR signature is malformed', { cause });
+  }
+  if (!ok) throw new CaError('CSR_INVALID', 'CSR signature does not verify with its public key');
+  return key;
+}
+
+/** The exact signed bytes, the key and the signature of a CSR (DER structure only). */
+function splitCsr(der: Uint8Array): { info: Buffer; spki: Tlv; signatureAlgorithm: Tlv; signature: Buffer } {
+  const top = new DerReader(der);
+  const csr = readerOf(top.read(), TAG.SEQUENCE, 'CertificationRequest');
+  top.end('CertificationRequest');
+  const info = csr.expect(TAG.SEQUENCE, 'CertificationRequestInfo');
+  const signatureAlgorithm = csr.expect(TAG.SEQUENCE, 'signatureAlgorithm');
+  const signature = decodeOctetAlignedBitString(csr.expect(TAG.BIT_STRING, 'signature').content);
+  csr.end('CertificationRequest');
+
+  const body = new DerReader(info.content);
+  if (decodeSmallInteger(body.expect(TAG.INTEGER, 'version').content) !== 0) throw new DerError('unknown CSR version');
+  body.expect(TAG.SEQUENCE, 'subject');
+  const spki = body.expect(TAG.SEQUENCE, 'subjectPKInfo');
+  body.optional(contextTag(0, true)); // attributes
+  body.end('CertificationRequestInfo');
+  return { info: info.raw, spki, signatureAlgorithm, signature };
+}
+
+function subjectKey(spki: Tlv): ParsedCsr {
+  const r = new DerReader(spki.content);
+  let algOid: string;
+  let curveOid: string | undefined;
+  try {
+    const alg = readerOf(r.read(), TAG.SEQUENCE, 'AlgorithmIdentifier');
+    algOid = decodeOid(alg.expect(TAG.OID, 'algorithm').content);
+    const curve = alg.optional(TAG.OID);
+    if (curve) curveOid = decodeOid(curve.content);
+  } catch (e) {
+    throw new CaError('CSR_INVALID', `CSR public key is malformed: ${(e as Error).message}`, { cause: e });
+  }
+  let keyType: CsrKeyType;
+  if (algOid === OIDS.ecPublicKey && curveOid === OIDS.p256) keyType = 'ec-p256';
+  else if (algOid === OIDS.ecPublicKey && curveOid === OIDS.p384) keyType = 'ec-p384';
+  else if (algOid === OIDS.ed25519) keyType = 'ed25519';
+  else if (algOid === OIDS.rsaEncryption) keyType = 'rsa';
+  else {
+    const name =
+      algOid === OIDS.ecPublicKey
+        ? (KNOWN_KEY_NAMES[curveOid ?? ''] ?? `EC on curve ${curveOid ?? '(unnamed)'}`)
+        : (KNOWN_KEY_NAMES[algOid] ?? `algorithm ${algOid}`);
+    throw new CaError('UNSUPPORTED_KEY', `CSR key type ${name} is not supported; use P-256, P-384, Ed25519 or RSA 2048..4096`);
+  }
+
+  const spkiDer = Buffer.from(spki.raw);
+  let publicKey: KeyObject;
+  try {
+    publicKey = createPublicKey({ key: spkiDer, format: 'der', type: 'spki' });
+  } catch (cause) {
+    throw new CaError('CSR_INVALID', 'CSR public key is malformed', { cause });
+  }
+  if (keyType !== 'rsa') return { publicKey, spkiDer, keyType };
+
+  const details = publicKey.asymmetricKeyDetails ?? {};
+  const bits = details.modulusLength ?? 0;
+  if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
+    throw new CaError('UNSUPPORTED_KEY', `CSR key type RSA ${bits}-bit is not supported; RSA keys must be ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits`);
+  }
+  const e = details.publicExponent ?? 0n;
+  if (e < 3n || e % 2n === 0n) throw new CaError('UNSUPPORTED_KEY', 'CSR RSA key has an invalid public exponent');
+  return { publicKey, spkiDer, keyType, rsaBits: bits };
+}
+
+/** The node:crypto digest (and PSS salt length) for the CSR's signature algorithm, checked against its key. */
+function signatureCheck(algorithm: Tlv, keyType: CsrKeyType): { digest: string | null; pssSaltLength?: number } {
+  let oid: string;
+  let params: Tlv | undefined;
+  try {
+    const r = new DerReader(algorithm.content);
+    oid = decodeOid(r.expect(TAG.OID, 'algorithm').content);
+    params = r.done ? undefined : r.read();
+    r.end('AlgorithmIdentifier');
+  } catch (e) {
+    throw new CaError('CSR_INVALID', `CSR signature algorithm is malformed: ${(e as Error).message}`, { cause: e });
+  }
+  const family = keyType.startsWith('ec-') ? 'ec' : keyType;
+  if (oid === OIDS.rsassaPss) {
+    if (family !== 'rsa') throw new CaError('CSR_INVALID', 'CSR signature algorithm RSASSA-PSS does not match its key');
+    return pssParams(params);
+  }
+  const alg = SIGNATURE_ALGORITHMS[oid];
+  if (!alg) throw new CaError('CSR_INVALID', `CSR signature algorithm ${oid} is not supported`);
+  if (alg.family !== family) throw new CaError('CSR_INVALID', `CSR signature algorithm ${oid} does not match its ${keyType} key`);
+  // RFC 4055: RSA PKCS#1 v1.5 parameters are NULL (absent is tolerated); ECDSA and Ed25519 have none.
+  if (params && !(family === 'rsa' && params.tag === TAG.NULL && params.content.length === 0)) {
+    throw new CaError('CSR_INVALID', `CSR signature algorithm ${oid} has unexpected parameters`);
+  }
+  return { digest: alg.digest };
+}
+
+/** RSASSA-PSS-params (RFC 4055): SHA-2 hash, MGF1 with the same hash, trailer 1. SHA-1 defaults are refused. */
+function pssParams(params: Tlv | undefined): { digest: string; pssSaltLength: number } {
+  const bad = (why: string): never => {
+    throw new CaError('CSR_INVALID', `CSR RSASSA-PSS parameters are not supported: ${why}`);
+  };
+  if (!params || params.tag !== TAG.SEQUENCE) return bad('SHA-1 defaults');
+  try {
+    const r = new DerReader(params.content);
+    const hashTlv = r.optional(contextTag(0, true));
+    const mgfTlv = r.optional(contextTag(1, true));
+    const saltTlv = r.optional(contextTag(2, true));
+    const trailerTlv = r.optional(contextTag(3, true));
+    r.end('RSASSA-PSS-params');
+    if (!hashTlv || !mgfTlv) return bad('SHA-1 defaults');
+    const hashAlg = readerOf(new DerReader(hashTlv.content).read(), TAG.SEQUENCE, 'hashAlgorithm');
+    const digest = HASH_BY_OID[decodeOid(hashAlg.expect(TAG.OID, 'hash').content)] ?? bad('hash');
+    const mgf = readerOf(new DerReader(mgfTlv.content).read(), TAG.SEQUENCE, 'maskGenAlgorithm');
+    if (decodeOid(mgf.expect(TAG.OID, 'mgf').content) !== OIDS.mgf1) bad('mask generation function');
+    const mgfHash = readerOf(mgf.read(), TAG.SEQUENCE, 'MGF1 hash');
+    if (HASH_BY_OID[decodeOid(mgfHash.expect(TAG.OID, 'hash').content)] !== digest) bad('MGF1 hash differs');
+    const saltLength = saltTlv ? decodeSmallInteger(new DerReader(saltTlv.content).expect(TAG.INTEGER, 'salt').content) : 20;
+    if (trailerTlv && decodeSmallInteger(new DerReader(trailerTlv.content).expect(TAG.INTEGER, 'trailer').content) !== 1) {
+      bad('trailer field');
+    }
+    return { digest, pssSaltLength: saltLength };
+  } catch (e) {
+    if (e instanceof DerError) throw new CaError('CSR_INVALID', `CSR RSASSA-PSS parameters are malformed: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+/**
+ * Builds a minimal DER CSR (empty subject, no attributes) for a key pair,
+ * for agents and the CLI. Accepts node:crypto KeyObjects or WebCrypto keys:
+ * P-256 and P-384 (ECDSA with SHA-256/384), Ed25519, RSA (PKCS#1 v1.5 with SHA-256).
+ */
+export async function createCsr(
+  privateKey: KeyObject | webcrypto.CryptoKey,
+  publicKey: KeyObject | webcrypto.CryptoKey,
+): Promise<Buffer> {
+  const priv = privateKey instanceof KeyObject ? privateKey : KeyObject.from(privateKey);
+  const pub = publicKey instanceof KeyObject ? publicKey : KeyObject.from(publicKey);
+  const { importParams, signingAlgorithm } = csrAlgorithm(pub);
+  const subtle = globalThis.crypto.subtle;
+  const keys = {
+    privateKey: await subtle.importKey('pkcs8', priv.export({ type: 'pkcs8', format: 'der' }), importParams, false, ['sign']),
+    publicKey: await subtle.importKey('spki', pub.export({ type: 'spki', format: 'der' }), importParams, true, ['verify']),
+  };
+  // Pass Node's WebCrypto explicitly: @peculiar/webcrypto would be 16x slower.
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm }, globalThis.crypto);
+  return Buffer.from(csr.rawData);
+}
+
+function csrAlgorithm(pub: KeyObject): { importParams: webcrypto.Algorithm; signingAlgorithm: webcrypto.Algorithm } {
+  const type = pub.asymmetricKeyType;
+  const curve = pub.asymmetricKeyDetails?.namedCurve;
+  if (type === 'ec' && (curve === 'prime256v1' || curve === 'secp384r1')) {
+    const p256 = curve === 'prime256v1';
+    return {
+      importParams: { name: 'ECDSA', namedCurve: p256 ? 'P-256' : 'P-384' } as webcrypto.EcKeyImportParams,
+      signingAlgorithm: { name: 'ECDSA', hash: p256 ? 'SHA-256' : 'SHA-384' } as webcrypto.EcdsaParams,
+    };
+  }
+  if (type === 'ed25519') return { importParams: { name: 'Ed25519' }, signingAlgorithm: { name: 'Ed25519' } };
+  if (type === 'rsa') {
+    return {
+      importParams: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as webcrypto.RsaHashedImportParams,
+      signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5' },
+    };
+  }
+  throw new CaError('UNSUPPORTED_KEY', `cannot build a CSR for key type ${type}${curve ? ` (${curve})` : ''}`);
+}
