@@ -379,17 +379,17 @@ function securityHeader(): grpc.Metadata {
   return md;
 }
 
+const STATUS_CODES: ReadonlyMap<grpc.status, WorkloadApiErrorCode> = new Map([
+  [grpc.status.UNAVAILABLE, 'UNAVAILABLE'],
+  // Our own cancellations never get here (the caller's abort is checked
+  // first), so CANCELLED means the agent reset the stream, e.g. on shutdown.
+  [grpc.status.CANCELLED, 'UNAVAILABLE'],
+  [grpc.status.PERMISSION_DENIED, 'PERMISSION_DENIED'],
+  [grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
+]);
+
 function fromStatus(e: grpc.ServiceError): WorkloadApiError {
-  const code: WorkloadApiErrorCode =
-    e.code === grpc.status.UNAVAILABLE
-      ? 'UNAVAILABLE'
-      : e.code === grpc.status.PERMISSION_DENIED
-        ? 'PERMISSION_DENIED'
-        : e.code === grpc.status.INVALID_ARGUMENT
-          ? 'INVALID_ARGUMENT'
-          : e.code === grpc.status.CANCELLED
-            ? 'CANCELLED'
-            : 'RPC_FAILED';
+  const code = STATUS_CODES.get(e.code) ?? 'RPC_FAILED';
   return new WorkloadApiError(code, `Workload API call failed: ${grpc.status[e.code] ?? e.code}: ${e.details}`, {
     cause: e,
   });
