@@ -92,14 +92,15 @@ export class ServerIdentity implements Provider {
 
   addCaCertificateListener(l: CaListener): void {
     this.caListeners.add(l);
-    if (this.ca) l(this.ca);
+    // grpc-js registers its own watcher only after this call returns: deliver asynchronously.
+    queueMicrotask(() => this.ca && this.caListeners.has(l) && l(this.ca));
   }
   removeCaCertificateListener(l: CaListener): void {
     this.caListeners.delete(l);
   }
   addIdentityCertificateListener(l: IdListener): void {
     this.idListeners.add(l);
-    if (this.id) l(this.id);
+    queueMicrotask(() => this.id && this.idListeners.has(l) && l(this.id));
   }
   removeIdentityCertificateListener(l: IdListener): void {
     this.idListeners.delete(l);
