@@ -1,0 +1,145 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench [-- --quick] [-- --json FILE]`: measures Brevis side by side
+ * with the physical limit (raw P-256 signing on one core) in one run, and
+ * prints a table. See README "Performance" for what each figure means.
+ */
+import 'reflect-metadata';
+import { writeFileSync } from 'node:fs';
+import { rawSignPerSecond } from './bench/raw-sign.js';
+import { benchAgent, newCsr, startBenchCa, unary, type BenchCa } from './bench/ca-process.js';
+import { percentile, round, rssMbOf } from './bench/stats.js';
+import type { NodeServiceClient } from '../proto/gen/brevis/ca/v1/node.js';
+import { benchAgentSide } from './bench/agent-side.js';
+
+interface Results {
+  [k: string]: number | string | Record<string, number>;
+}
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const jsonOut = args.includes('--json') ? args[args.indexOf('--json') + 1] : undefined;
+const SECONDS = quick ? 2 : 10;
+
+function log(msg: string) {
+  process.stderr.write(`bench: ${msg}\n`);
+}
+
+interface MintResponse {
+  results: { statusCode: number; statusMessage: string }[];
+}
+
+/** Closed loop: `inflight` outstanding requests of `batch` SVIDs each, for `seconds`. */
+async function issuance(clients: NodeServiceClient[], entryIds: string[], csrs: Buffer[], batch: number, inflight: number, seconds: number) {
+  let minted = 0;
+  let errors = 0;
+  let i = 0;
+  const deadline = Date.now() + seconds * 1000;
+  const start = Date.now();
+  const worker = async (w: number) => {
+    const client = clients[w % clients.length]!;
+    while (Date.now() < deadline) {
+      const params = Array.from({ length: batch }, () => {
+        i++;
+        return { entryId: entryIds[i % entryIds.length]!, csr: csrs[i % csrs.length]! };
+      });
+      try {
+        const res = await unary<MintResponse>(client, 'batchMintX509Svid', { params });
+        for (const r of res.results) r.statusCode === 0 ? minted++ : errors++;
+      } catch {
+        errors += batch;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, (_, w) => worker(w)));
+  return { perSecond: minted / ((Date.now() - start) / 1000), errors };
+}
+
+/** Open loop at a fixed offered rate of single mints; latency of each. */
+async function latencyAt(client: NodeServiceClient, entryIds: string[], csrs: Buffer[], ratePerSecond: number, seconds: number) {
+  const lat: number[] = [];
+  let errors = 0;
+  const total = Math.max(50, Math.floor(ratePerSecond * seconds));
+  const interval = 1000 / ratePerSecond;
+  const start = performance.now();
+  const pending: Promise<void>[] = [];
+  for (let n = 0; n < total; n++) {
+    const due = start + n * interval;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const t0 = performance.now();
+    pending.push(
+      unary<MintResponse>(client, 'batchMintX509Svid', { params: [{ entryId: entryIds[n % entryIds.length]!, csr: csrs[n % csrs.length]! }] }).then(
+        (r) => {
+          if (r.results[0]!.statusCode !== 0) errors++;
+          lat.push(performance.now() - t0);
+        },
+        () => {
+          errors++;
+        },
+      ),
+    );
+  }
+  await Promise.all(pending);
+  lat.sort((a, b) => a - b);
+  return { p50: percentile(lat, 50), p99: percentile(lat, 99), errors, samples: lat.length };
+}
+
+async function main() {
+  const results: Results = { date: new Date().toISOString(), mode: quick ? 'quick' : 'full', node: process.version };
+  log(`raw signing for ${SECONDS}s`);
+  results.raw_sign_per_s = round(rawSignPerSecond(SECONDS * 1000), 0);
+
+  log('starting a CA process');
+  const ca: BenchCa = await startBenchCa();
+  try {
+    const agent = await benchAgent(ca, quick ? 20 : 100, 4);
+    const csrs = await Promise.all(Array.from({ length: 200 }, async () => (await newCsr()).csr));
+    const byBatch: Record<string, number> = {};
+    let errors = 0;
+    for (const [batch, inflight] of [[1, 32], [10, 8], [100, 4]] as const) {
+      log(`issuance, batches of ${batch}, ${inflight} in flight, ${SECONDS}s`);
+      const r = await issuance(agent.clients, agent.entryIds, csrs, batch, inflight, SECONDS);
+      byBatch[`batch_${batch}`] = round(r.perSecond, 0);
+      errors += r.errors;
+    }
+    results.issuance_by_batch_per_s = byBatch;
+    results.issuance_per_s = Math.max(...Object.values(byBatch));
+    results.issuance_errors = errors;
+    results.issuance_ratio = round((results.issuance_per_s as number) / (results.raw_sign_per_s as number), 3);
+
+    const half = Math.max(10, byBatch.batch_1! / 2);
+    log(`single-mint latency at ${round(half, 0)}/s offered`);
+    const l = await latencyAt(agent.client, agent.entryIds, csrs, half, quick ? 2 : 10);
+    results.mint_offered_per_s = round(half, 0);
+    results.mint_p50_ms = round(l.p50);
+    results.mint_p99_ms = round(l.p99);
+    results.mint_latency_errors = l.errors;
+
+    Object.assign(results, await benchAgentSide({ ca, quick, log }));
+    for (const c of agent.clients) c.close();
+    results.ca_rss_mb = rssMbOf(ca.proc.pid!);
+  } finally {
+    await ca.stop();
+  }
+
+  printTable(results);
+  if (jsonOut) writeFileSync(jsonOut, `${JSON.stringify(results, null, 2)}\n`);
+}
+
+function printTable(r: Results) {
+  const rows: [string, string][] = [];
+  for (const [k, v] of Object.entries(r)) {
+    if (typeof v === 'object') for (const [k2, v2] of Object.entries(v)) rows.push([`${k}.${k2}`, String(v2)]);
+    else rows.push([k, String(v)]);
+  }
+  const w = Math.max(...rows.map(([k]) => k.length));
+  process.stdout.write(`${'metric'.padEnd(w)}  value\n${'-'.repeat(w)}  -----\n`);
+  for (const [k, v] of rows) process.stdout.write(`${k.padEnd(w)}  ${v}\n`);
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});
+void unary;
