@@ -13,6 +13,8 @@ import {
   type X509BundlesResponse,
   type X509SVIDResponse,
 } from '../../proto/gen/workload.js';
+import type { X509Context } from '../../spiffe/workload-client.js';
+import { X509Source } from '../../spiffe/x509-source.js';
 
 /**
  * Test PKI (root -> intermediate -> leaf X509-SVIDs, EC P-256) and a small
@@ -269,4 +271,33 @@ export class FakeWorkloadApi {
     }
     return true;
   }
+}
+
+/** A workload for mTLS tests: its own fake agent and an X509Source on it. */
+export interface TestWorkload {
+  api: FakeWorkloadApi;
+  source: X509Source;
+  /** Pushes a new response and resolves once the source holds it. */
+  push(res: X509SVIDResponse): Promise<X509Context>;
+  close(): Promise<void>;
+}
+
+export async function startWorkload(dir: string, name: string, res: X509SVIDResponse): Promise<TestWorkload> {
+  const api = new FakeWorkloadApi(path.join(dir, `${name}.sock`));
+  api.setX509(res);
+  await api.start();
+  const source = await X509Source.create({ socketPath: api.socketPath, backoff: { initialMs: 20, maxMs: 100 } });
+  return {
+    api,
+    source,
+    push: (next) => {
+      const updated = new Promise<X509Context>((resolve) => source.once('update', resolve));
+      api.setX509(next);
+      return updated;
+    },
+    close: async () => {
+      await source.close();
+      api.stop();
+    },
+  };
 }
