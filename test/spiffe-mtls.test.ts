@@ -66,7 +66,7 @@ afterAll(async () => {
  * its own trust domain and federated with example.org, where the servers are.
  */
 async function clientWith(svid: TestSvid, name: string, ownRoot: Buffer = example.root.der): Promise<TestWorkload> {
-  const federated = ownRoot === example.root.der ? {} : { 'example.org': [example.root.der] };
+  const federated: Record<string, Buffer[]> = ownRoot === example.root.der ? {} : { 'example.org': [example.root.der] };
   const w = await startWorkload(dir, name, x509Response([{ svid, bundle: [ownRoot] }], federated));
   closers.push(() => w.close());
   return w;
