@@ -42,7 +42,8 @@ export async function signCertificate(fields: TbsFields, signer: Signer): Promis
     sequence(time(fields.notBefore), time(fields.notAfter)),
     fields.subjectNameDer,
     fields.spkiDer,
-    tlv(contextTag(3, true), sequence(...fields.extensions)),
+    // Extensions ::= SEQUENCE SIZE (1..MAX): leave the field out rather than write an empty one.
+    ...(fields.extensions.length > 0 ? [tlv(contextTag(3, true), sequence(...fields.extensions))] : []),
   );
   const signature = await signer.sign(tbs);
   return sequence(tbs, algorithm, bitString(signature));
