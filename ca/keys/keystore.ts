@@ -138,6 +138,7 @@ export class KeyStore {
         );
       }
       pkcs8 = fromPem(contents, ref);
+      contents.fill(0); // best effort: the PEM text is the key
     }
     try {
       return await signerFromPkcs8(pkcs8, `CA key ${ref}`);
