@@ -6,7 +6,7 @@ import type { SpiffeId } from './id.js';
 import { createMtlsServer, spiffeServerCheck, type MtlsOptions, type MtlsServerOptions } from './mtls.js';
 import { certsToPem, pemEncode } from './pem.js';
 import { parseSvidLeaf } from './svid.js';
-import type { X509Source } from './x509-source.js';
+import type { X509SvidSource } from './x509-source.js';
 
 /**
  * Mutual TLS with SPIFFE identities for grpc-js.
@@ -30,7 +30,7 @@ import type { X509Source } from './x509-source.js';
  * the same channel without recreating it.
  */
 export function grpcChannelCredentials(
-  source: X509Source,
+  source: X509SvidSource,
   authorizer: Authorizer,
   options: MtlsOptions = {},
 ): grpc.ChannelCredentials {
@@ -59,7 +59,7 @@ export interface GrpcMtlsListener {
  */
 export async function serveGrpcMtls(
   server: grpc.Server,
-  source: X509Source,
+  source: X509SvidSource,
   authorizer: Authorizer,
   listen: net.ListenOptions,
   options: MtlsServerOptions = {},
@@ -128,7 +128,7 @@ type IdentityListener = grpc.experimental.IdentityCertificateUpdateListener;
 
 /** A grpc-js CertificateProvider fed by an X509Source: the current SVID and every bundle's authorities. */
 class SourceCertificateProvider implements grpc.experimental.CertificateProvider {
-  readonly #source: X509Source;
+  readonly #source: X509SvidSource;
   readonly #ca = new Set<CaListener>();
   readonly #identity = new Set<IdentityListener>();
   readonly #onUpdate = () => {
@@ -136,7 +136,7 @@ class SourceCertificateProvider implements grpc.experimental.CertificateProvider
     for (const l of this.#identity) l(this.#identityUpdate());
   };
 
-  constructor(source: X509Source) {
+  constructor(source: X509SvidSource) {
     this.#source = source;
   }
 

@@ -8,7 +8,7 @@ import { realClock, type Clock } from './clock.js';
 import type { SpiffeId } from './id.js';
 import { certsToPem, pemEncode } from './pem.js';
 import { MAX_CHAIN_LENGTH, parseSvidLeaf, verifyX509Svid } from './svid.js';
-import type { X509Source } from './x509-source.js';
+import type { X509SvidSource } from './x509-source.js';
 
 /**
  * Mutual TLS between SPIFFE workloads with Node's `tls` and `https`: each
@@ -45,7 +45,7 @@ export interface MtlsServerOptions extends MtlsOptions {
  * createHttpsMtlsServer do both). Authorization cannot live in options:
  * Node has no per-handshake verification hook on servers.
  */
-export function tlsServerOptions(source: X509Source): tls.TlsOptions {
+export function tlsServerOptions(source: X509SvidSource): tls.TlsOptions {
   return { ...secureContextOptions(source), requestCert: true, rejectUnauthorized: true };
 }
 
@@ -58,7 +58,7 @@ export function tlsServerOptions(source: X509Source): tls.TlsOptions {
  */
 export function attachRotation(
   server: tls.Server,
-  source: X509Source,
+  source: X509SvidSource,
   options: { extra?: tls.SecureContextOptions; onError?: (err: unknown) => void } = {},
 ): () => void {
   const onUpdate = () => {
@@ -85,7 +85,7 @@ export function attachRotation(
  */
 export function verifyTlsPeer(
   socket: tls.TLSSocket,
-  source: X509Source,
+  source: X509SvidSource,
   authorizer: Authorizer,
   options: MtlsOptions = {},
 ): SpiffeId {
@@ -102,7 +102,7 @@ export function verifyTlsPeer(
  */
 export function verifyPeerCertificate(
   cert: tls.PeerCertificate | undefined,
-  source: X509Source,
+  source: X509SvidSource,
   authorizer: Authorizer,
   options: MtlsOptions = {},
 ): SpiffeId {
@@ -143,7 +143,7 @@ export function verifyPeerCertificate(
  * with the peer's SPIFFE ID. Rotation is attached.
  */
 export function createMtlsServer(
-  source: X509Source,
+  source: X509SvidSource,
   authorizer: Authorizer,
   handler: (socket: tls.TLSSocket, peer: SpiffeId) => void,
   options: MtlsServerOptions = {},
@@ -159,7 +159,7 @@ export function createMtlsServer(
  * and authorization.
  */
 export function createHttpsMtlsServer(
-  source: X509Source,
+  source: X509SvidSource,
   authorizer: Authorizer,
   handler: (req: http.IncomingMessage, res: http.ServerResponse, peer: SpiffeId) => void,
   options: MtlsServerOptions = {},
@@ -186,7 +186,7 @@ export function createHttpsMtlsServer(
  * certificates) with SPIFFE verification and `authorizer`: an unauthorized
  * server fails the connection with a PeerRejectedError.
  */
-export function tlsClientOptions(source: X509Source, authorizer: Authorizer, options: MtlsOptions = {}): tls.ConnectionOptions {
+export function tlsClientOptions(source: X509SvidSource, authorizer: Authorizer, options: MtlsOptions = {}): tls.ConnectionOptions {
   return {
     ...secureContextOptions(source),
     rejectUnauthorized: true,
@@ -199,7 +199,7 @@ export function tlsClientOptions(source: X509Source, authorizer: Authorizer, opt
  * that take it separately (grpc-js channel credentials).
  */
 export function spiffeServerCheck(
-  source: X509Source,
+  source: X509SvidSource,
   authorizer: Authorizer,
   options: MtlsOptions = {},
 ): (host: string, cert: tls.PeerCertificate) => Error | undefined {
@@ -220,7 +220,7 @@ export function spiffeServerCheck(
  * new SVID. Use a separate agent per authorizer: the pool does not know it.
  */
 export function createHttpsMtlsAgent(
-  source: X509Source,
+  source: X509SvidSource,
   authorizer: Authorizer,
   options: https.AgentOptions & MtlsOptions = {},
 ): https.Agent {
@@ -234,7 +234,7 @@ export function createHttpsMtlsAgent(
 
 function guard(
   server: tls.Server,
-  source: X509Source,
+  source: X509SvidSource,
   authorizer: Authorizer,
   options: MtlsServerOptions,
   admit: (socket: tls.TLSSocket, peer: SpiffeId) => void,
@@ -262,7 +262,7 @@ function guard(
 }
 
 /** Key, chain and trusted roots of the current context, as PEM for tls.createSecureContext. */
-function secureContextOptions(source: X509Source): tls.SecureContextOptions {
+function secureContextOptions(source: X509SvidSource): tls.SecureContextOptions {
   const svid = source.getX509Svid();
   const roots: Buffer[] = [];
   for (const bundle of source.getBundles().values()) roots.push(...bundle.authorities);

@@ -37,6 +37,23 @@ export interface X509SourceOptions {
   backoff?: BackoffOptions;
 }
 
+/**
+ * What the mTLS helpers need from a source of SVIDs and bundles. X509Source
+ * implements it; so can anything else that holds an SVID (a file watcher,
+ * a fixed identity in a test) and announces changes with 'update'.
+ */
+export interface X509SvidSource {
+  /** The SVID to present now. */
+  getX509Svid(): X509Svid;
+  /** The bundle of a trust domain, or undefined. */
+  getBundle(td: string): X509Bundle | undefined;
+  /** Every bundle, keyed by trust domain name. */
+  getBundles(): ReadonlyMap<string, X509Bundle>;
+  /** Subscribes to changes of the SVID or bundles. */
+  on(event: 'update', listener: () => void): unknown;
+  off(event: 'update', listener: () => void): unknown;
+}
+
 /** Events of an X509Source. 'error' is only emitted when someone listens for it. */
 export interface X509SourceEvents {
   /** A new context arrived and is now current (a rotation, a bundle change). */
@@ -50,7 +67,7 @@ export interface X509SourceEvents {
  * Workload API (like go-spiffe's workloadapi.X509Source). Readers always get
  * the latest context; 'update' fires after it has been replaced.
  */
-export class X509Source extends EventEmitter<X509SourceEvents> {
+export class X509Source extends EventEmitter<X509SourceEvents> implements X509SvidSource {
   #ctx: X509Context;
   readonly #picker: SvidPicker | undefined;
   readonly #stop: AbortController;

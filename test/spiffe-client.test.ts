@@ -372,3 +372,12 @@ describe('X509Source', () => {
     expect(() => source.getX509Svid()).toThrow(/closed/);
   });
 });
+
+describe('spiffe/index', () => {
+  it('exports what services import', async () => {
+    const api = await import('../spiffe/index.js');
+    for (const name of ['X509Source', 'WorkloadApiClient', 'createMtlsServer', 'createHttpsMtlsServer', 'tlsClientOptions', 'grpcChannelCredentials', 'serveGrpcMtls', 'authorizeId', 'verifyX509Svid'] as const) {
+      expect(typeof api[name], name).toBe('function');
+    }
+  });
+});

@@ -99,7 +99,7 @@ function healthClient(port: number, source: TestWorkload['source'], authorizer: 
 
 function check(c: HealthClient): Promise<{ status?: HealthCheckResponse_ServingStatus; error?: grpc.ServiceError }> {
   return new Promise((resolve) =>
-    c.check({ service: '' }, { deadline: Date.now() + 5000 }, (error, res) =>
+    c.check({ service: '' }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (error, res) =>
       resolve(error ? { error } : { status: res.status }),
     ),
   );
