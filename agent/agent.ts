@@ -1,0 +1,173 @@
+/**
+ * The node agent, assembled: its identity (attest or reuse, renew), the
+ * sync loop with the CA, the SVID cache, and the Workload API server on
+ * the configured socket.
+ */
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { Bundle } from '../proto/gen/brevis/ca/v1/types.js';
+import { bundleFromPem } from '../spiffe/bundle.js';
+import { realClock, type Clock } from '../spiffe/clock.js';
+import { SvidCache } from './cache/svid-cache.js';
+import { AgentConfigError, type AgentConfig } from './config/config.js';
+import { NodeChannel } from './node/channel.js';
+import { Mutex } from './node/mutex.js';
+import { NodeApi } from './node/node-api.js';
+import { AgentIdentity } from './svid/agent-identity.js';
+import type { AgentSvid } from './svid/agent-svid.js';
+import { ensureDataDir, loadStoredBundle, saveBundle } from './svid/storage.js';
+import { DEFAULT_BACKOFF, type BackoffPolicy } from './sync/backoff.js';
+import { Syncer, type SyncReport } from './sync/syncer.js';
+import { startWorkloadApiServer, type WorkloadApiServer } from './workload-api/server.js';
+
+export interface AgentDeps {
+  logger: Logger;
+  clock?: Clock;
+  /** Retry delays towards the CA (default 1 s doubling to 30 s). */
+  backoff?: BackoffPolicy;
+  random?: () => number;
+  /** Aborts a first attestation that keeps failing because the CA cannot be reached. */
+  signal?: AbortSignal;
+  /** Called once if the agent stops by itself (its identity is lost for good); it is closed by then. */
+  onFatal?: (err: Error) => void;
+}
+
+export interface RunningAgent {
+  /** What the Workload API serves from: entries, SVIDs, bundle. */
+  readonly cache: SvidCache;
+  readonly socketPath: string;
+  /** The agent's current SVID (it changes on renewal). */
+  agentSvid(): AgentSvid;
+  /** Syncs with the CA now, outside the schedule. */
+  syncNow(): Promise<SyncReport>;
+  /** Resolves when the agent stops: with the error that stopped it, or null after close(). Never rejects. */
+  readonly stopped: Promise<Error | null>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the agent. Resolves once it has an identity (reused from the data
+ * directory, or attested) and serves the Workload API, which answers
+ * Unavailable until the first sync completes. Rejects with
+ * AgentSvidError/AgentConfigError when the operator must act.
+ */
+export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<RunningAgent> {
+  const clock = deps.clock ?? realClock;
+  const backoff = deps.backoff ?? DEFAULT_BACKOFF;
+  const { logger } = deps;
+  ensureDataDir(config.dataDir);
+
+  const stored = loadStoredBundle(config.dataDir);
+  const roots = stored ?? readBootstrapBundle(config);
+  const channel = new NodeChannel({ address: config.serverAddress, trustDomain: config.trustDomain, roots });
+  const api = new NodeApi(channel);
+  const lock = new Mutex();
+  const cache = new SvidCache({ trustDomain: config.trustDomain, roots, clock });
+
+  let savedRoots: readonly Buffer[] | null = stored;
+  const applyBundle = (bundle: Bundle) => {
+    if (bundle.trustDomain !== config.trustDomain) {
+      logger.error({ got: bundle.trustDomain, want: config.trustDomain }, 'ignored a bundle for another trust domain');
+      return;
+    }
+    const next = bundle.x509Authorities.map((r) => Buffer.from(r));
+    if (next.length === 0) return;
+    if (cache.setBundle(next)) logger.info({ roots: next.length, sequence: bundle.sequence }, 'trust bundle updated');
+    channel.setRoots(next);
+    if (!savedRoots || !sameRoots(savedRoots, next)) {
+      saveBundle(config.dataDir, next);
+      savedRoots = next;
+    }
+  };
+
+  const identity = new AgentIdentity({
+    dataDir: config.dataDir,
+    trustDomain: config.trustDomain,
+    attestation: config.attestation,
+    api,
+    lock,
+    clock,
+    logger,
+    rotation: config.rotation,
+    backoff,
+    onBundle: applyBundle,
+    ...(deps.random ? { random: deps.random } : {}),
+  });
+  let server: WorkloadApiServer;
+  try {
+    await identity.start(deps.signal);
+    server = await startWorkloadApiServer({ socketPath: config.socketPath, provider: cache, logger, clock });
+  } catch (e) {
+    channel.close();
+    cache.close();
+    throw e;
+  }
+
+  const syncer = new Syncer({
+    api,
+    lock,
+    cache,
+    identity,
+    clock,
+    logger,
+    intervalMs: config.syncIntervalSeconds * 1000,
+    rotation: config.rotation,
+    backoff,
+    onBundle: applyBundle,
+    ...(deps.random ? { random: deps.random } : {}),
+  });
+
+  const loops = new AbortController();
+  let resolveStopped!: (e: Error | null) => void;
+  const stopped = new Promise<Error | null>((r) => (resolveStopped = r));
+  let closing: Promise<void> | null = null;
+  const close = (reason: Error | null): Promise<void> => {
+    closing ??= (async () => {
+      loops.abort();
+      await Promise.allSettled(running);
+      await server.close();
+      cache.close();
+      channel.close();
+      resolveStopped(reason);
+    })();
+    return closing;
+  };
+  const fail = (e: unknown) => {
+    if (loops.signal.aborted) return;
+    const err = e instanceof Error ? e : new Error(String(e));
+    logger.error({ err: err.message, code: (err as { code?: string }).code }, 'the agent stops');
+    void close(err).then(() => deps.onFatal?.(err));
+  };
+  const running = [identity.run(loops.signal).catch(fail), syncer.run(loops.signal).catch(fail)];
+  logger.info(
+    { agentId: identity.current.spiffeId, server: config.serverAddress, socket: config.socketPath, syncIntervalSeconds: config.syncIntervalSeconds },
+    'agent running',
+  );
+
+  return {
+    cache,
+    socketPath: config.socketPath,
+    agentSvid: () => identity.current,
+    syncNow: () => syncer.syncOnce(),
+    stopped,
+    close: () => close(null),
+  };
+}
+
+function sameRoots(a: readonly Buffer[], b: readonly Buffer[]): boolean {
+  return a.length === b.length && a.every((r, i) => r.equals(b[i]!));
+}
+
+function readBootstrapBundle(config: AgentConfig): Buffer[] {
+  let text: string;
+  try {
+    text = readFileSync(config.trustBundleFile, 'utf8');
+  } catch (e) {
+    throw new AgentConfigError(`cannot read --trust-bundle ${config.trustBundleFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return [...bundleFromPem(config.trustDomain, text).authorities];
+  } catch (e) {
+    throw new AgentConfigError(`--trust-bundle ${config.trustBundleFile}: ${(e as Error).message}`);
+  }
+}

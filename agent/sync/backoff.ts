@@ -1,0 +1,45 @@
+/**
+ * Retry delays for talking to the CA: exponential with jitter and a cap,
+ * but never so long that something we hold expires before the next
+ * attempt.
+ */
+
+export interface BackoffPolicy {
+  /** Delay after the first failure, ms. */
+  readonly initialMs: number;
+  /** Upper bound of any delay, ms. */
+  readonly maxMs: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 30_000 });
+
+/** Shortest retry delay even when a deadline is very close, ms (keeps a down CA from being hammered). */
+export const MIN_RETRY_MS = 250;
+
+/**
+ * Delay before attempt number `failures + 1` after `failures` consecutive
+ * failures (failures >= 1): equal jitter, half of the exponential step fixed
+ * and half random, so agents that lost the CA together do not return together.
+ */
+export function backoffDelayMs(failures: number, policy: BackoffPolicy, random: () => number = Math.random): number {
+  const n = Math.max(0, failures - 1);
+  const ceiling = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.min(n, 30));
+  return ceiling / 2 + random() * (ceiling / 2);
+}
+
+/**
+ * The backoff delay, shortened so that the next attempt comes no later
+ * than half-way to `deadline` (typically the earliest expiry of an SVID we
+ * still serve): repeated halving means several attempts before it lapses.
+ */
+export function retryDelayMs(
+  failures: number,
+  policy: BackoffPolicy,
+  nowMs: number,
+  deadlineMs: number | null,
+  random: () => number = Math.random,
+): number {
+  const delay = backoffDelayMs(failures, policy, random);
+  if (deadlineMs === null || deadlineMs <= nowMs) return delay;
+  return Math.min(delay, Math.max(MIN_RETRY_MS, (deadlineMs - nowMs) / 2));
+}

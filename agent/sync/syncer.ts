@@ -1,0 +1,156 @@
+/**
+ * The sync loop: every interval (and at each SVID's rotation point) fetch
+ * the authorized entries and the bundle from the CA, then mint what is
+ * missing, changed or due. While the CA cannot be reached, retry with
+ * exponential backoff and jitter, never later than half-way to the
+ * earliest expiry of an SVID still served; the cache keeps serving what is
+ * valid meanwhile.
+ */
+import type { Logger } from 'pino';
+import type { Bundle } from '../../proto/gen/brevis/ca/v1/types.js';
+import type { Clock } from '../../spiffe/clock.js';
+import type { SvidCache } from '../cache/svid-cache.js';
+import type { RotationPolicy } from '../config/config.js';
+import { isNodeApiError } from '../node/errors.js';
+import type { Mutex } from '../node/mutex.js';
+import type { NodeApi } from '../node/node-api.js';
+import type { AgentIdentity } from '../svid/agent-identity.js';
+import { retryDelayMs, type BackoffPolicy } from './backoff.js';
+import { mintSvids, type MintFailure } from './mint-svids.js';
+
+export interface SyncerOptions {
+  api: NodeApi;
+  /** Shared with the agent identity: one node API operation at a time. */
+  lock: Mutex;
+  cache: SvidCache;
+  identity: AgentIdentity;
+  clock: Clock;
+  logger: Logger;
+  intervalMs: number;
+  rotation: RotationPolicy;
+  backoff: BackoffPolicy;
+  /** Applies a bundle from the CA (store it, trust it, serve it). */
+  onBundle: (bundle: Bundle) => void;
+  maxBatch?: number;
+  random?: () => number;
+}
+
+export interface SyncReport {
+  entries: number;
+  added: number;
+  removed: number;
+  updated: number;
+  minted: number;
+  failed: MintFailure[];
+}
+
+/** Longest single timer wait (setTimeout's limit is about 24.8 days). */
+const MAX_SLEEP_MS = 2 ** 31 - 1;
+
+export class Syncer {
+  readonly #o: SyncerOptions;
+  /** Last failure message logged per entry, so a persistent refusal is logged once. */
+  readonly #reported = new Map<string, string>();
+  #wake: (() => void) | null = null;
+
+  constructor(options: SyncerOptions) {
+    this.#o = options;
+  }
+
+  /** One sync: fetch, apply, mint. Rejects with NodeApiError when a call fails. */
+  syncOnce(): Promise<SyncReport> {
+    const { api, cache, clock, lock } = this.#o;
+    return lock.run(async () => {
+      const { entries, bundle } = await api.fetchAuthorizedEntries();
+      this.#o.onBundle(bundle);
+      const changes = cache.setEntries(entries);
+      const due = cache.due(clock.now());
+      const outcome = await mintSvids(due, {
+        api,
+        clock,
+        rotation: this.#o.rotation,
+        ...(this.#o.maxBatch !== undefined ? { maxBatch: this.#o.maxBatch } : {}),
+        ...(this.#o.random ? { random: this.#o.random } : {}),
+        onBatch: (minted) => cache.putSvids(minted),
+      });
+      cache.markReady();
+      this.#logFailures(outcome.failed, due.map((e) => e.id));
+      const report = { entries: entries.length, ...changes, minted: outcome.minted.length, failed: outcome.failed };
+      if (report.added + report.removed + report.updated + report.minted > 0) {
+        const { failed, ...counts } = report;
+        this.#o.logger.info({ ...counts, failed: failed.length }, 'synced with the CA');
+      }
+      return report;
+    });
+  }
+
+  /** Ends the current wait and syncs at once (e.g. after a bundle change). */
+  wake(): void {
+    this.#wake?.();
+  }
+
+  /**
+   * Syncs until `signal` aborts (then resolves). Rejects with
+   * AgentSvidError when the CA refused the agent and it cannot attest again.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    const { clock, logger, identity, cache } = this.#o;
+    let failures = 0;
+    while (!signal.aborted) {
+      const serial = identity.current.serial;
+      let delay: number;
+      try {
+        await this.syncOnce();
+        if (failures > 0) logger.info({ afterFailures: failures }, 'reached the CA again');
+        failures = 0;
+        const now = clock.now();
+        const rotation = cache.nextRotation(now);
+        delay = Math.min(this.#o.intervalMs, rotation ? rotation.getTime() - now.getTime() : Infinity);
+      } catch (e) {
+        if (!isNodeApiError(e)) throw e;
+        failures++;
+        if (e.code === 'PERMISSION_DENIED') await this.#recover(serial, e.message);
+        const now = clock.now();
+        const expiry = cache.earliestExpiry(now);
+        delay = retryDelayMs(failures, this.#o.backoff, now.getTime(), expiry?.getTime() ?? null, this.#o.random);
+        logger.warn(
+          { err: e.message, retryInMs: Math.round(delay), ...(expiry ? { earliestExpiry: expiry.toISOString() } : {}) },
+          'sync with the CA failed; still serving valid SVIDs',
+        );
+      }
+      if (!(await this.#sleep(Math.min(MAX_SLEEP_MS, Math.max(0, delay)), signal))) return;
+    }
+  }
+
+  /** The CA refused our agent SVID: attest again if possible (AgentSvidError propagates). */
+  async #recover(serial: string, reason: string): Promise<void> {
+    try {
+      await this.#o.identity.recover(serial, reason);
+    } catch (e) {
+      if (!isNodeApiError(e)) throw e;
+      this.#o.logger.warn({ err: e.message }, 'attesting again failed; will retry');
+    }
+  }
+
+  #logFailures(failed: MintFailure[], attempted: string[]): void {
+    for (const id of attempted) if (!failed.some((f) => f.entryId === id)) this.#reported.delete(id);
+    for (const f of failed) {
+      if (this.#reported.get(f.entryId) === f.message) continue;
+      this.#reported.set(f.entryId, f.message);
+      this.#o.logger.warn({ entryId: f.entryId, code: f.code, err: f.message }, 'the CA did not mint an SVID for this entry');
+    }
+  }
+
+  async #sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+    const woken = new AbortController();
+    this.#wake = () => woken.abort();
+    try {
+      await this.#o.clock.sleep(ms, AbortSignal.any([signal, woken.signal]));
+      return true;
+    } catch {
+      return !signal.aborted;
+    } finally {
+      this.#wake = null;
+    }
+  }
+}
