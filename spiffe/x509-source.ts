@@ -85,6 +85,8 @@ export class X509Source extends EventEmitter<X509SourceEvents> implements X509Sv
     watch: Promise<void>;
   }) {
     super();
+    // One source feeds every server and channel of a process, each with its own listener.
+    this.setMaxListeners(0);
     this.#ctx = init.ctx;
     this.#picker = init.picker;
     this.#stop = init.stop;
@@ -184,7 +186,10 @@ export class X509Source extends EventEmitter<X509SourceEvents> implements X509Sv
     return this.context.bundles;
   }
 
-  /** Stops watching and, unless the client was passed in, closes it. Idempotent. */
+  /**
+   * Stops watching and, unless the client was passed in, closes it; until
+   * then the open stream keeps the process alive. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
