@@ -97,7 +97,7 @@ export function createAdminService(ctx: CaContext): AdminServiceServer {
       const dnsNames = [...new Set(req.dnsNames.map(validateDnsName))];
       const ttl = resolveTtl(ctx.svidTtl, req.ttlSeconds, 'TTL');
       const csr = parseCsr(req.csr);
-      const svid = await ctx.minter.mint({ spiffeId, dnsNames, publicKey: csr.publicKey, ttlSeconds: ttl });
+      const svid = await ctx.minter.mint({ spiffeId, dnsNames, publicKey: csr.publicKey, subjectSpkiDer: csr.spkiDer, ttlSeconds: ttl });
       await audit({ action: 'x509.mint', spiffeId, serial: svid.serialHex, notAfter: epochSeconds(svid.notAfter), outcome: 'success', detail: 'admin mint' });
       return { svid: svidToProto(svid) };
     }, logger),

@@ -22,9 +22,18 @@ export interface MintedSvid {
   notAfter: Date;
 }
 
+export interface MintRequest {
+  spiffeId: string;
+  dnsNames: string[];
+  publicKey: KeyObject;
+  /** The subject key's SubjectPublicKeyInfo when already known (saves an export per mint). */
+  subjectSpkiDer?: Buffer;
+  ttlSeconds: number;
+}
+
 export interface SvidMinter {
   /** Mints for a subject key taken from an already-verified CSR. */
-  mint(req: { spiffeId: string; dnsNames: string[]; publicKey: KeyObject; ttlSeconds: number }): Promise<MintedSvid>;
+  mint(req: MintRequest): Promise<MintedSvid>;
 }
 
 export interface CaContext {

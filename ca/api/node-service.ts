@@ -52,7 +52,7 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
     selectors: AgentRecord['selectors'],
   ): Promise<AttestJoinTokenResponse> {
     const csr = parseCsr(csrDer);
-    const svid = await ctx.minter.mint({ spiffeId: agentId, dnsNames: [], publicKey: csr.publicKey, ttlSeconds: ctx.agentSvidTtlSeconds });
+    const svid = await ctx.minter.mint({ spiffeId: agentId, dnsNames: [], publicKey: csr.publicKey, subjectSpkiDer: csr.spkiDer, ttlSeconds: ctx.agentSvidTtlSeconds });
     const now = epochSeconds(clock.now());
     await store.upsertAgent({
       agentId,
@@ -154,7 +154,7 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
     renewAgentSvid: unary(async (req, call) => {
       const { agent } = await authenticateAgent(call, { store, trustDomain: ctx.trustDomain, now: clock.now() });
       const csr = parseCsr(req.csr);
-      const svid = await ctx.minter.mint({ spiffeId: agent.agentId, dnsNames: [], publicKey: csr.publicKey, ttlSeconds: ctx.agentSvidTtlSeconds });
+      const svid = await ctx.minter.mint({ spiffeId: agent.agentId, dnsNames: [], publicKey: csr.publicKey, subjectSpkiDer: csr.spkiDer, ttlSeconds: ctx.agentSvidTtlSeconds });
       await store.updateAgentSvid(agent.agentId, svid.serialHex, epochSeconds(svid.notAfter), epochSeconds(clock.now()));
       await audit({ caller: agent.agentId, action: 'agent.renew', spiffeId: agent.agentId, serial: svid.serialHex, notAfter: epochSeconds(svid.notAfter), outcome: 'success', detail: null });
       return { svid: svidToProto(svid) };
@@ -184,7 +184,7 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
             if (!entry) throw new CaError('PERMISSION_DENIED', `entry '${p.entryId.slice(0, 64)}' is unknown or not authorized for this agent`);
             const csr = parseCsr(p.csr);
             const ttl = resolveTtl(ctx.svidTtl, entry.x509SvidTtl, 'entry TTL');
-            const svid: MintedSvid = await ctx.minter.mint({ spiffeId: entry.spiffeId, dnsNames: entry.dnsNames, publicKey: csr.publicKey, ttlSeconds: ttl });
+            const svid: MintedSvid = await ctx.minter.mint({ spiffeId: entry.spiffeId, dnsNames: entry.dnsNames, publicKey: csr.publicKey, subjectSpkiDer: csr.spkiDer, ttlSeconds: ttl });
             records.push({ timeMs: now.getTime(), caller: agent.agentId, action: 'x509.mint', spiffeId: entry.spiffeId, serial: svid.serialHex, notAfter: epochSeconds(svid.notAfter), outcome: 'success', detail: `entry ${entry.id}` });
             return { svid: svidToProto(svid), statusCode: grpc.status.OK, statusMessage: '' };
           } catch (e) {

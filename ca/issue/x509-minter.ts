@@ -3,9 +3,8 @@
  * minted before anyone sees it (parse back: SAN, CA bit, key usages,
  * validity). A certificate that fails the check is never returned.
  */
-import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../../spiffe/clock.js';
-import type { MintedSvid, SvidMinter } from '../api/context.js';
+import type { MintedSvid, MintRequest, SvidMinter } from '../api/context.js';
 import type { X509Authority } from '../authority/x509-authority.js';
 import { issueX509Svid } from '../x509/leaf.js';
 import { checkMintedSvid } from '../x509/validate.js';
@@ -15,12 +14,13 @@ export class X509Minter implements SvidMinter {
     private readonly deps: { authority: X509Authority; clock: Clock; backdateSeconds: number },
   ) {}
 
-  async mint(req: { spiffeId: string; dnsNames: string[]; publicKey: KeyObject; ttlSeconds: number }): Promise<MintedSvid> {
+  async mint(req: MintRequest): Promise<MintedSvid> {
     const issuer = this.deps.authority.signing();
     const leaf = await issueX509Svid({
       spiffeId: req.spiffeId,
       dnsNames: req.dnsNames,
       subjectPublicKey: req.publicKey,
+      ...(req.subjectSpkiDer ? { subjectSpkiDer: req.subjectSpkiDer } : {}),
       issuer: { certDer: issuer.record.publicDer, signer: issuer.signer, notAfter: issuer.notAfter, skiHex: issuer.record.id },
       ttlSeconds: req.ttlSeconds,
       now: this.deps.clock.now(),
@@ -31,6 +31,7 @@ export class X509Minter implements SvidMinter {
       dnsNames: req.dnsNames,
       notAfter: leaf.notAfter,
       issuerSkiHex: issuer.record.id,
+      ...(req.subjectSpkiDer ? { subjectSpkiDer: req.subjectSpkiDer } : {}),
     });
     return {
       spiffeId: req.spiffeId,

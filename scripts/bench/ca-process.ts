@@ -39,7 +39,9 @@ export async function startBenchCa(extraArgs: string[] = []): Promise<BenchCa> {
   const configFile = path.join(dir, 'ca.json');
   const { writeFileSync } = await import('node:fs');
   writeFileSync(configFile, JSON.stringify({ x509SvidMinTtl: '30s', logLevel: 'warn' }));
-  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/ca/cli/main.js'), 'run', '--data-dir', path.join(dir, 'ca'), '--trust-domain', TD, '--listen', '127.0.0.1:0', '--config', configFile, '--log-level', 'info', ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // BENCH_CA_NODE_ARGS profiles the CA alone, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env.BENCH_CA_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist/ca/cli/main.js'), 'run', '--data-dir', path.join(dir, 'ca'), '--trust-domain', TD, '--listen', '127.0.0.1:0', '--config', configFile, '--log-level', 'info', ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     const t = setTimeout(() => reject(new Error(`CA did not start:\n${buf}`)), 30_000);
