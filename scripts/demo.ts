@@ -145,7 +145,7 @@ async function main() {
   } else {
     banner(`3. agent restarts with its stored agent SVID (no new join token needed)`);
   }
-  await start('agent', agentArgs, /Workload API serving|workload api serving|serving the workload api/i, {}, prettyJson);
+  await start('agent', agentArgs, /agent running/, {}, prettyJson);
   await waitFor(() => existsSync(WORKLOAD_SOCK), 'the Workload API socket');
 
   banner(`4. two services fetch SVIDs from the Workload API and call each other over mTLS every 3 s; SVIDs rotate about every minute`);
