@@ -262,6 +262,20 @@ describe('FetchX509SVID', () => {
     ]);
   });
 
+  it('answers Internal without crashing when the provider fails, and keeps serving', async () => {
+    await start();
+    const svidsFor = provider.svidsFor.bind(provider);
+    provider.svidsFor = () => {
+      throw new Error('cache corrupted');
+    };
+    const err = await fetchSvids().ended();
+    expect(err.code).toBe(grpc.status.INTERNAL);
+    expect(err.details).toBe('internal error');
+    provider.svidsFor = svidsFor;
+    provider.changed();
+    expect((await fetchSvids().count(1))[0]!.svids[0]!.spiffeId).toBe(ME);
+  });
+
   it('never sends an expired SVID, even if the provider returns one', async () => {
     provider.filterExpired = false;
     provider.setEntries([{ selectors: [`unix:uid:${UID}`], svid: await pki.issue(ME, { hours: -1 }) }]);
@@ -378,7 +392,7 @@ describe('server lifecycle', () => {
     expect(fs.readFileSync(file, 'utf8')).toBe('keep me');
   });
 
-  it('closes promptly with streams open, ending them with Unavailable', async () => {
+  it('closes promptly with streams open, ending them with Unavailable and health watches with OK', async () => {
     await start({ shutdownGraceMs: 5000 });
     const streams = [fetchSvids(), fetchSvids(), fetchBundles()];
     for (const s of streams) await s.count(1);
@@ -390,6 +404,9 @@ describe('server lifecycle', () => {
     server = undefined;
     expect(performance.now() - t0).toBeLessThan(1000);
     for (const s of streams) expect((await s.ended()).code).toBe(grpc.status.UNAVAILABLE);
+    const deadline = Date.now() + 2000;
+    while (watch.status === undefined && Date.now() < deadline) await sleep(10);
+    expect(watch.status?.code).toBe(grpc.status.OK);
     expect(fs.existsSync(socketPath)).toBe(false);
     expect(provider.listenerCount).toBe(0);
   });

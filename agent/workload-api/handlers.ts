@@ -91,12 +91,17 @@ export class WorkloadApiHandlers {
 
   private async serveStream(call: StreamCall, pick: (view: WorkloadView) => Buffer): Promise<void> {
     const fail: Fail = (code, details) => failStream(call, code, details);
-    const selectors = await this.admit(call, fail);
-    if (selectors === undefined || call.cancelled) return;
-    if (this.closing) return fail(grpc.status.UNAVAILABLE, 'agent is shutting down');
-    const stream = new OpenStream(call, selectors, pick, this.deps.cache, () => this.streams.delete(stream));
-    this.streams.add(stream);
-    stream.refresh();
+    try {
+      const selectors = await this.admit(call, fail);
+      if (selectors === undefined || call.cancelled) return;
+      if (this.closing) return fail(grpc.status.UNAVAILABLE, 'agent is shutting down');
+      const stream = new OpenStream(call, selectors, pick, this.deps, () => this.streams.delete(stream));
+      this.streams.add(stream);
+      stream.refresh();
+    } catch (e) {
+      this.deps.logger?.warn({ err: (e as Error).message, method: call.getPath() }, 'Workload API call failed');
+      fail(grpc.status.INTERNAL, 'internal error');
+    }
   }
 
   /**
@@ -129,7 +134,10 @@ export class WorkloadApiHandlers {
 /**
  * One open FetchX509SVID or FetchX509Bundles stream. Sends the full state at
  * once, then again only when the caller's encoded response changes; ends with
- * PermissionDenied when the caller no longer has an identity.
+ * PermissionDenied when the caller no longer has an identity. Updates are
+ * driven by the provider's change signal only: readiness is checked when a
+ * stream opens, and an SVID that expires without a change (the agent lost the
+ * CA) is dropped from the next message, not pushed on its own.
  */
 class OpenStream {
   private last: Buffer | undefined;
@@ -141,7 +149,7 @@ class OpenStream {
     private readonly call: StreamCall,
     private readonly selectors: readonly string[],
     private readonly pick: (view: WorkloadView) => Buffer,
-    private readonly cache: ResponseCache,
+    private readonly deps: Pick<WorkloadApiHandlersDeps, 'cache' | 'logger'>,
     private readonly forget: () => void,
   ) {
     const finish = () => this.finish();
@@ -157,9 +165,17 @@ class OpenStream {
 
   refresh(): void {
     if (this.done) return;
-    const view = this.cache.viewFor(this.selectors);
-    if (!view.hasIdentity) return this.fail(grpc.status.PERMISSION_DENIED, 'no identity issued');
-    const msg = this.pick(view);
+    let view: WorkloadView;
+    let msg: Buffer;
+    try {
+      view = this.deps.cache.viewFor(this.selectors);
+      if (!view.hasIdentity) return this.fail(grpc.status.PERMISSION_DENIED, 'no identity issued');
+      msg = this.pick(view);
+    } catch (e) {
+      // A provider bug must not take down other streams or the process.
+      this.deps.logger?.warn({ err: (e as Error).message }, 'could not build a Workload API response');
+      return this.fail(grpc.status.INTERNAL, 'internal error');
+    }
     if (this.last !== undefined && (msg === this.last || msg.equals(this.last))) return;
     if (this.call.writableNeedDrain) {
       this.dirty = true;
