@@ -16,6 +16,8 @@ import { requireIdInTrustDomain, validateDnsName, validateEntryId, validateEntry
 import { unary } from './errors.js';
 import { AGENT_PATH_PREFIX } from './agent-auth.js';
 import { StoreError } from '../store/store.js';
+import { validatePrincipals } from '../ssh/options.js';
+import { sshAdminHandlers } from './ssh-admin.js';
 
 export const ADMIN_CALLER = 'admin:local';
 
@@ -36,16 +38,19 @@ export function createAdminService(ctx: CaContext): AdminServiceServer {
     createJoinToken: unary(async (req) => {
       const agentId = req.agentId ? requireAgentId(req.agentId) : undefined;
       const ttl = resolveTtl(ctx.joinTokenTtl, req.ttlSeconds, 'token TTL');
+      const hosts = validatePrincipals(req.ssh?.hostPrincipals ?? [], 'host', { allowEmpty: true });
       const now = epochSeconds(clock.now());
       const t = newJoinToken({ trustDomain, agentId, nowSeconds: now, ttlSeconds: ttl });
-      await store.createJoinToken(t.record);
-      await audit({ action: 'token.create', spiffeId: t.record.agentId, serial: null, notAfter: t.record.expiresAt, outcome: 'success', detail: `token ${t.record.id}` });
-      logger.info({ tokenId: t.record.id, agentId: t.record.agentId }, 'join token created');
-      return { token: t.secret, tokenId: t.record.id, agentId: t.record.agentId, expiresAt: t.record.expiresAt };
+      const record = hosts.length > 0 ? { ...t.record, sshHostPrincipals: hosts } : t.record;
+      await store.createJoinToken(record);
+      const hostDetail = hosts.length > 0 ? `; ssh host principals ${hosts.join(',')}` : '';
+      await audit({ action: 'token.create', spiffeId: record.agentId, serial: null, notAfter: record.expiresAt, outcome: 'success', detail: `token ${record.id}${hostDetail}` });
+      logger.info({ tokenId: record.id, agentId: record.agentId, sshHostPrincipals: hosts }, 'join token created');
+      return { token: t.secret, tokenId: record.id, agentId: record.agentId, expiresAt: record.expiresAt, sshHostPrincipals: hosts };
     }, logger),
 
     createEntry: unary(async (req) => {
-      const input = validateEntryInput(req.entry, trustDomain, ctx.svidTtl);
+      const input = validateEntryInput(req.entry, trustDomain, ctx.svidTtl, ctx.ssh.userTtl);
       let entry;
       try {
         entry = await store.createEntry(input, epochSeconds(clock.now()));
@@ -101,5 +106,7 @@ export function createAdminService(ctx: CaContext): AdminServiceServer {
       await audit({ action: 'x509.mint', spiffeId, serial: svid.serialHex, notAfter: epochSeconds(svid.notAfter), outcome: 'success', detail: 'admin mint' });
       return { svid: svidToProto(svid) };
     }, logger),
+
+    ...sshAdminHandlers(ctx, audit),
   };
 }

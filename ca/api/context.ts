@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 import type { Clock } from '../../spiffe/clock.js';
 import type { Store } from '../store/store.js';
 import type { TtlPolicy } from '../issue/ttl-policy.js';
+import type { SshIssuer } from '../ssh/ssh-issuer.js';
+import type { SshCaKind } from '../ssh/ssh-authority.js';
 
 export interface BundleView {
   trustDomain: string;
@@ -48,4 +50,14 @@ export interface CaContext {
   /** Trusted host CAs for x509pop, or null when x509pop is off. */
   x509popCas: X509Certificate[] | null;
   logger: Logger;
+  ssh: SshContext;
+}
+
+/** What the API needs for OpenSSH certificates. */
+export interface SshContext {
+  issuer: Pick<SshIssuer, 'issue'>;
+  /** The CA keys to trust for a kind, as authorized_keys lines. */
+  trustedKeys(kind: SshCaKind): string[];
+  userTtl: TtlPolicy;
+  hostTtl: TtlPolicy;
 }

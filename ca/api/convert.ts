@@ -1,6 +1,7 @@
 /** Conversions between store records and protobuf messages. */
-import type { Agent, Bundle, Entry, X509SVID } from '../../proto/gen/brevis/ca/v1/types.js';
-import type { AgentRecord, EntryRecord } from '../store/store.js';
+import { SSHCertificateType, type Agent, type Bundle, type Entry, type EntrySSH, type SSHCertificate, type X509SVID } from '../../proto/gen/brevis/ca/v1/types.js';
+import type { IssuedSshCertificate } from '../ssh/ssh-issuer.js';
+import type { AgentRecord, EntryRecord, EntrySsh } from '../store/store.js';
 import type { BundleView, MintedSvid } from './context.js';
 
 export function svidToProto(s: MintedSvid): X509SVID {
@@ -34,6 +35,32 @@ export function entryToProto(e: EntryRecord): Entry {
     expiresAt: e.expiresAt ?? 0,
     revision: e.revision,
     createdAt: e.createdAt,
+    ...(e.ssh ? { ssh: entrySshToProto(e.ssh) } : {}),
+  };
+}
+
+function entrySshToProto(s: EntrySsh): EntrySSH {
+  return {
+    principals: s.principals,
+    ttl: s.ttl,
+    // Only entries with user principals have extensions (possibly none).
+    ...(s.principals.length > 0 ? { extensions: { names: s.extensions } } : {}),
+    forceCommand: s.forceCommand ?? '',
+    sourceAddress: s.sourceAddress ?? '',
+    hostPrincipals: s.hostPrincipals,
+  };
+}
+
+export function sshCertificateToProto(c: IssuedSshCertificate): SSHCertificate {
+  return {
+    certificate: c.line,
+    type: c.type === 'user' ? SSHCertificateType.SSH_CERTIFICATE_TYPE_USER : SSHCertificateType.SSH_CERTIFICATE_TYPE_HOST,
+    serial: c.serial.toString(10),
+    keyId: c.keyId,
+    principals: c.principals,
+    validAfter: c.validAfter,
+    validBefore: c.validBefore,
+    caFingerprint: c.caFingerprint,
   };
 }
 
@@ -47,5 +74,6 @@ export function agentToProto(a: AgentRecord): Agent {
     banned: a.banned,
     createdAt: a.createdAt,
     lastSeenAt: a.lastSeenAt,
+    sshHostPrincipals: a.sshHostPrincipals ?? [],
   };
 }

@@ -9,6 +9,8 @@ import type { NewEntry } from '../store/store.js';
 import { parseSpiffeId, type SpiffeId } from '../../spiffe/id.js';
 import { SelectorError, normalizeSelectors, validateSelector } from '../../spiffe/selector.js';
 import { resolveTtl, type TtlPolicy } from '../issue/ttl-policy.js';
+import { serverId } from '../authz/authorized-entries.js';
+import { validateEntrySsh } from './ssh-input.js';
 
 export const LIMITS = {
   selectorsPerEntry: 64,
@@ -44,7 +46,8 @@ export function validateDnsName(name: string): string {
   return n;
 }
 
-export function validateEntryInput(e: Entry | undefined, trustDomain: string, ttl: TtlPolicy): NewEntry {
+/** `sshTtl` bounds the entry's SSH user certificate TTL. */
+export function validateEntryInput(e: Entry | undefined, trustDomain: string, ttl: TtlPolicy, sshTtl: TtlPolicy): NewEntry {
   if (!e) throw new CaError('INVALID_ARGUMENT', 'entry is required');
   const spiffeId = requireIdInTrustDomain(e.spiffeId, trustDomain, 'SPIFFE ID', { workload: true }).toString();
   const parentId = requireIdInTrustDomain(e.parentId, trustDomain, 'parent ID', { workload: true }).toString();
@@ -67,6 +70,7 @@ export function validateEntryInput(e: Entry | undefined, trustDomain: string, tt
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(e.hint)) throw new CaError('INVALID_ARGUMENT', 'hint contains a control character');
   if (e.expiresAt < 0) throw new CaError('INVALID_ARGUMENT', 'expiry must not be negative');
+  const ssh = validateEntrySsh(e.ssh, { nodeEntry: parentId === serverId(trustDomain), serverId: serverId(trustDomain), ttl: sshTtl });
   return {
     id: e.id ? validateEntryId(e.id) : randomUUID(),
     spiffeId,
@@ -77,6 +81,7 @@ export function validateEntryInput(e: Entry | undefined, trustDomain: string, tt
     hint: e.hint,
     admin: e.admin,
     expiresAt: e.expiresAt === 0 ? null : e.expiresAt,
+    ...(ssh ? { ssh } : {}),
   };
 }
 

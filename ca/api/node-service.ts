@@ -32,6 +32,7 @@ import type { CaContext, MintedSvid } from './context.js';
 import { bundleToProto, entryToProto, svidToProto } from './convert.js';
 import { statusForCode, toServiceError, unary } from './errors.js';
 import { resolveTtl } from '../issue/ttl-policy.js';
+import { agentSshInfo, sshNodeHandlers } from './ssh-node.js';
 
 /** Largest batch accepted by BatchMintX509SVID. */
 export const MAX_MINT_BATCH = 1000;
@@ -50,6 +51,7 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
     csrDer: Uint8Array,
     attestationType: AgentRecord['attestationType'],
     selectors: AgentRecord['selectors'],
+    sshHostPrincipals: string[] = [],
   ): Promise<AttestJoinTokenResponse> {
     const csr = parseCsr(csrDer);
     const svid = await ctx.minter.mint({ spiffeId: agentId, dnsNames: [], publicKey: csr.publicKey, subjectSpkiDer: csr.spkiDer, ttlSeconds: ctx.agentSvidTtlSeconds });
@@ -63,6 +65,7 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
       banned: false,
       createdAt: now,
       lastSeenAt: now,
+      ...(sshHostPrincipals.length > 0 ? { sshHostPrincipals } : {}),
     });
     await audit({
       caller: agentId,
@@ -94,7 +97,7 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
     const res = await store.consumeJoinToken(hashJoinToken(req.token), epochSeconds(clock.now()));
     if (!res.ok) throw await fail(`${res.reason} token`, `join token is ${res.reason === 'unknown' ? 'unknown' : res.reason === 'used' ? 'already used' : 'expired'}`);
     await refuseIfBanned(res.token.agentId);
-    return issueAgentSvid(res.token.agentId, req.csr, 'join_token', []);
+    return issueAgentSvid(res.token.agentId, req.csr, 'join_token', [], res.token.sshHostPrincipals);
   }
 
   function attestX509Pop(call: grpc.ServerDuplexStream<AttestX509PopRequest, AttestX509PopResponse>): void {
@@ -165,7 +168,8 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
       const { agent } = await authenticateAgent(call, { store, trustDomain: ctx.trustDomain, now });
       const entries = await authorizedEntries(store, ctx.trustDomain, agent, epochSeconds(now));
       await store.touchAgent(agent.agentId, epochSeconds(now));
-      return { entries: entries.map(entryToProto), bundle: bundleToProto(ctx.bundle()) };
+      const ssh = await agentSshInfo(ctx, agent, epochSeconds(now));
+      return { entries: entries.map(entryToProto), bundle: bundleToProto(ctx.bundle()), ssh };
     }, logger),
 
     batchMintX509Svid: unary(async (req, call) => {
@@ -198,5 +202,7 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
       await store.appendAudit(records);
       return { results };
     }, logger),
+
+    ...sshNodeHandlers(ctx),
   };
 }

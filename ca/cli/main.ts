@@ -17,6 +17,7 @@ import { AdminApi, resolveAdminSocket } from './admin-client.js';
 import { CliError } from './cli-error.js';
 import { printAgents, printEntries, printEntry } from './output.js';
 import { runCa } from './run.js';
+import { addEntrySshOptions, entrySshFromFlags, registerSshCommands } from './ssh-commands.js';
 
 const durationArg = (v: string) => {
   try {
@@ -58,6 +59,7 @@ export function buildProgram(): Command {
     .option('--admin-socket <path>', 'admin API socket (default <data-dir>/admin.sock)')
     .option('--config <file>', 'JSON config file (flags override it)')
     .addOption(new Option('--key-type <type>', 'CA key type').choices(['ec-p256', 'ec-p384', 'ed25519']))
+    .addOption(new Option('--ssh-key-type <type>', 'key type of the SSH CAs when first created (default ed25519)').choices(['ed25519', 'ec-p256']))
     .option('--x509pop-ca-bundle <file>', 'PEM bundle of host CAs trusted for x509pop attestation')
     .option('--kek-file <file>', 'key-encryption key file: CA keys are encrypted at rest with it')
     .option('--kek-passphrase-env <var>', 'environment variable holding a key-encryption passphrase')
@@ -71,20 +73,22 @@ export function buildProgram(): Command {
     .description('create a one-time join token; prints only the token')
     .option('--agent-id <id>', 'agent ID to give the node (default spiffe://TD/brevis/agent/join_token/<token id>)')
     .option('--ttl <duration>', 'how long the token can be redeemed', durationArg)
+    .option('--ssh-host-principal <name>', 'host name bound to the agent that redeems the token, for its SSH host certificate (repeatable)', collect)
     .option('--json', 'print a JSON object')
     .action(async (opts) => {
       const res = await withAdmin(opts, (api) =>
-        api.call<unknown, { token: string; tokenId: string; agentId: string; expiresAt: number }>('createJoinToken', {
+        api.call<unknown, { token: string; tokenId: string; agentId: string; expiresAt: number; sshHostPrincipals: string[] }>('createJoinToken', {
           agentId: opts.agentId ?? '',
           ttlSeconds: opts.ttl ?? 0,
+          ...(opts.sshHostPrincipal ? { ssh: { hostPrincipals: opts.sshHostPrincipal } } : {}),
         }),
       );
-      if (opts.json) json({ token: res.token, token_id: res.tokenId, agent_id: res.agentId, expires_at: res.expiresAt });
+      if (opts.json) json({ token: res.token, token_id: res.tokenId, agent_id: res.agentId, expires_at: res.expiresAt, ssh_host_principals: res.sshHostPrincipals });
       else out(res.token);
     });
 
   const entry = program.command('entry').description('registration entries');
-  withSocket(entry.command('create'))
+  addEntrySshOptions(withSocket(entry.command('create')), { durationArg, collect })
     .description('create a registration entry; prints only its id')
     .requiredOption('--spiffe-id <id>', 'SPIFFE ID to issue')
     .requiredOption('--parent-id <id>', 'agent ID, or a node entry / spiffe://TD/brevis/server')
@@ -116,6 +120,8 @@ export function buildProgram(): Command {
         revision: 0,
         createdAt: 0,
       };
+      const ssh = entrySshFromFlags(opts);
+      if (ssh) e.ssh = ssh;
       const res = await withAdmin(opts, (api) => api.call<unknown, { entry: Entry }>('createEntry', { entry: e }));
       if (opts.json) json(res.entry);
       else out(res.entry.id);
@@ -215,6 +221,8 @@ export function buildProgram(): Command {
       if (opts.json) json({ spiffe_id: svid.spiffeId, serial: svid.serial, expires_at: svid.expiresAt, out_dir: opts.outDir });
       else out(`wrote ${opts.outDir}/svid.pem, svid.key, bundle.pem for ${svid.spiffeId} (serial ${svid.serial}, expires ${new Date(svid.expiresAt * 1000).toISOString()})`);
     });
+
+  registerSshCommands(program, { withSocket, withAdmin, out, json, durationArg, collect });
 
   withSocket(program.command('healthcheck'))
     .description('exit 0 when the CA is serving')

@@ -1,6 +1,7 @@
 /** Human-readable renderings for the admin CLI. */
 import type { Agent, Entry } from '../../proto/gen/brevis/ca/v1/types.js';
 import { formatDuration } from '../../spiffe/duration.js';
+import { entrySshLines } from './ssh-commands.js';
 
 type Out = (s: string) => void;
 const time = (s: number) => (s ? new Date(s * 1000).toISOString() : '-');
@@ -20,6 +21,7 @@ export function printEntry(e: Entry, out: Out): void {
       `Expires    : ${time(e.expiresAt)}`,
       `Revision   : ${e.revision}`,
       `Created    : ${time(e.createdAt)}`,
+      ...entrySshLines(e.ssh, formatDuration),
     ].join('\n'),
   );
 }
@@ -38,6 +40,6 @@ export function printAgents(agents: Agent[], out: Out): void {
     return;
   }
   for (const a of agents) {
-    out(`${a.agentId}  ${a.attestationType}  svid-expires=${time(a.expiresAt)}  last-seen=${time(a.lastSeenAt)}${a.banned ? '  BANNED' : ''}${a.selectors.length ? `  ${sels(a)}` : ''}`);
+    out(`${a.agentId}  ${a.attestationType}  svid-expires=${time(a.expiresAt)}  last-seen=${time(a.lastSeenAt)}${a.banned ? '  BANNED' : ''}${a.selectors.length ? `  ${sels(a)}` : ''}${a.sshHostPrincipals.length ? `  ssh-hosts=${a.sshHostPrincipals.join(',')}` : ''}`);
   }
 }

@@ -11,6 +11,7 @@ interface RunFlags {
   adminSocket?: string;
   config?: string;
   keyType?: string;
+  sshKeyType?: string;
   x509popCaBundle?: string;
   kekFile?: string;
   kekPassphraseEnv?: string;

@@ -25,8 +25,16 @@ export interface CaConfig {
   readonly agentSvidTtlSeconds: number;
   readonly joinTokenDefaultTtlSeconds: number;
   readonly joinTokenMaxTtlSeconds: number;
-  /** Seconds notBefore is backdated for clock skew. */
+  /** Seconds notBefore (X.509) and valid-after (SSH) are backdated for clock skew. */
   readonly backdateSeconds: number;
+  /** Key type of the SSH user and host CAs (used when they are first created). */
+  readonly sshKeyType: 'ed25519' | 'ec-p256';
+  readonly sshUserDefaultTtlSeconds: number;
+  readonly sshUserMaxTtlSeconds: number;
+  readonly sshHostDefaultTtlSeconds: number;
+  readonly sshHostMaxTtlSeconds: number;
+  /** Shortest SSH certificate lifetime accepted (user and host). */
+  readonly sshMinTtlSeconds: number;
   /** PEM bundle of host CAs trusted for x509pop node attestation, or null (x509pop off). */
   readonly x509popCaBundle: string | null;
   /** Key-encryption for CA keys at rest: a passphrase, a key file, or none. */
@@ -60,6 +68,12 @@ export const rawCaConfigSchema = z
     joinTokenTtl: duration.prefault('10m'),
     joinTokenMaxTtl: duration.prefault('24h'),
     backdate: duration.prefault('30s'),
+    sshKeyType: z.enum(['ed25519', 'ec-p256']).default('ed25519'),
+    sshUserTtl: duration.prefault('1h'),
+    sshUserMaxTtl: duration.prefault('24h'),
+    sshHostTtl: duration.prefault('8h'),
+    sshHostMaxTtl: duration.prefault('168h'),
+    sshMinTtl: duration.prefault('30s'),
     x509popCaBundle: z.string().min(1).optional(),
     kekPassphraseEnv: z.string().min(1).optional(),
     kekFile: z.string().min(1).optional(),
@@ -117,6 +131,10 @@ export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessE
   if (c.x509SvidMaxTtl > c.intermediateTtl) {
     throw new ConfigError('x509SvidMaxTtl must not exceed intermediateTtl (SVIDs are capped at the intermediate)');
   }
+  for (const [what, def, max] of [['sshUserTtl', c.sshUserTtl, c.sshUserMaxTtl], ['sshHostTtl', c.sshHostTtl, c.sshHostMaxTtl]] as const) {
+    if (c.sshMinTtl > max) throw new ConfigError(`sshMinTtl must not exceed ${what.replace('Ttl', 'MaxTtl')}`);
+    if (def < c.sshMinTtl || def > max) throw new ConfigError(`${what} must lie between sshMinTtl and ${what.replace('Ttl', 'MaxTtl')}`);
+  }
   if (c.kekPassphraseEnv && c.kekFile) throw new ConfigError('set only one of kekPassphraseEnv and kekFile');
   let kek: CaConfig['kek'] = null;
   if (c.kekFile) kek = { keyFile: path.resolve(c.kekFile) };
@@ -141,6 +159,12 @@ export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessE
     joinTokenDefaultTtlSeconds: c.joinTokenTtl,
     joinTokenMaxTtlSeconds: c.joinTokenMaxTtl,
     backdateSeconds: c.backdate,
+    sshKeyType: c.sshKeyType,
+    sshUserDefaultTtlSeconds: c.sshUserTtl,
+    sshUserMaxTtlSeconds: c.sshUserMaxTtl,
+    sshHostDefaultTtlSeconds: c.sshHostTtl,
+    sshHostMaxTtlSeconds: c.sshHostMaxTtl,
+    sshMinTtlSeconds: c.sshMinTtl,
     x509popCaBundle: c.x509popCaBundle ? path.resolve(c.x509popCaBundle) : null,
     kek,
     logLevel: c.logLevel,

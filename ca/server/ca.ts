@@ -18,6 +18,8 @@ import { openSqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import { X509Authority } from '../authority/x509-authority.js';
 import { X509Minter } from '../issue/x509-minter.js';
+import { SshAuthority } from '../ssh/ssh-authority.js';
+import { SshIssuer } from '../ssh/ssh-issuer.js';
 import { createNodeService } from '../api/node-service.js';
 import { createAdminService } from '../api/admin-service.js';
 import type { CaContext } from '../api/context.js';
@@ -34,6 +36,8 @@ export interface RunningCa {
   trustDomain: string;
   store: Store;
   authority: X509Authority;
+  /** The SSH user and host CAs. */
+  sshAuthority: SshAuthority;
   close(): Promise<void>;
 }
 
@@ -68,6 +72,8 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       logger,
     });
     const minter = new X509Minter({ authority, clock, backdateSeconds: config.backdateSeconds });
+    const sshAuthority = await SshAuthority.open({ store, keys, clock, trustDomain: config.trustDomain, keyType: config.sshKeyType, logger });
+    const sshIssuer = new SshIssuer({ authority: sshAuthority, clock, backdateSeconds: config.backdateSeconds });
     const x509popCas = config.x509popCaBundle ? loadPemCerts(config.x509popCaBundle) : null;
     const ctx: CaContext = {
       trustDomain: config.trustDomain,
@@ -84,6 +90,12 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       joinTokenTtl: { defaultSeconds: config.joinTokenDefaultTtlSeconds, minSeconds: 1, maxSeconds: config.joinTokenMaxTtlSeconds },
       x509popCas,
       logger,
+      ssh: {
+        issuer: sshIssuer,
+        trustedKeys: (kind) => sshAuthority.trustedKeys(kind),
+        userTtl: { defaultSeconds: config.sshUserDefaultTtlSeconds, minSeconds: config.sshMinTtlSeconds, maxSeconds: config.sshUserMaxTtlSeconds },
+        hostTtl: { defaultSeconds: config.sshHostDefaultTtlSeconds, minSeconds: config.sshMinTtlSeconds, maxSeconds: config.sshHostMaxTtlSeconds },
+      },
     };
 
     const identity = new ServerIdentity({
@@ -130,6 +142,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       trustDomain: config.trustDomain,
       store,
       authority,
+      sshAuthority,
       close: async () => {
         health.setStatus('', 'NOT_SERVING');
         await closeAll();

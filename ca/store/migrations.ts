@@ -103,6 +103,19 @@ CREATE TABLE meta (
 ) STRICT;
 `,
   },
+  {
+    version: 2,
+    name: 'ssh certificates',
+    // Entries keep their SSH settings as one JSON object (null: none); host
+    // names bound by a join token travel to the agent that redeems it.
+    sql: `
+ALTER TABLE entries ADD COLUMN ssh TEXT CHECK (ssh IS NULL OR (json_valid(ssh) AND json_type(ssh) = 'object'));
+ALTER TABLE join_tokens ADD COLUMN ssh_host_principals TEXT NOT NULL DEFAULT '[]'
+  CHECK (json_valid(ssh_host_principals) AND json_type(ssh_host_principals) = 'array');
+ALTER TABLE agents ADD COLUMN ssh_host_principals TEXT NOT NULL DEFAULT '[]'
+  CHECK (json_valid(ssh_host_principals) AND json_type(ssh_host_principals) = 'array');
+`,
+  },
 ];
 
 /** The schema version this code writes and understands. */

@@ -11,6 +11,7 @@ import {
   type AuthorityRecord,
   type AuthorityState,
   type EntryRecord,
+  type EntrySsh,
   type JoinTokenRecord,
   type Selector,
 } from './store.js';
@@ -30,10 +31,10 @@ function compareStrings(a: string, b: string): number {
 }
 
 export const SELECT_ENTRY = `SELECT id, spiffe_id, parent_id, selectors, x509_svid_ttl, dns_names, hint, admin,
-  expires_at, revision, created_at FROM entries`;
-export const SELECT_TOKEN = 'SELECT id, secret_hash, agent_id, expires_at, used_at, created_at FROM join_tokens';
+  expires_at, revision, created_at, ssh FROM entries`;
+export const SELECT_TOKEN = 'SELECT id, secret_hash, agent_id, expires_at, used_at, created_at, ssh_host_principals FROM join_tokens';
 export const SELECT_AGENT = `SELECT agent_id, attestation_type, serial, expires_at, selectors, banned, created_at,
-  last_seen_at FROM agents`;
+  last_seen_at, ssh_host_principals FROM agents`;
 
 export interface EntryRow {
   id: string;
@@ -47,6 +48,7 @@ export interface EntryRow {
   expires_at: number | null;
   revision: number;
   created_at: number;
+  ssh: string | null;
 }
 
 export interface JoinTokenRow {
@@ -56,6 +58,7 @@ export interface JoinTokenRow {
   expires_at: number;
   used_at: number | null;
   created_at: number;
+  ssh_host_principals: string;
 }
 
 export interface AgentRow {
@@ -67,6 +70,7 @@ export interface AgentRow {
   banned: number;
   created_at: number;
   last_seen_at: number;
+  ssh_host_principals: string;
 }
 
 export interface AuditRow {
@@ -106,6 +110,7 @@ export function entryFromRow(r: EntryRow): EntryRecord {
     expiresAt: r.expires_at,
     revision: r.revision,
     createdAt: r.created_at,
+    ...(r.ssh === null ? {} : { ssh: parseEntrySsh(r.ssh, `entry ${r.id}`) }),
   };
 }
 
@@ -117,6 +122,7 @@ export function tokenFromRow(r: JoinTokenRow): JoinTokenRecord {
     expiresAt: r.expires_at,
     usedAt: r.used_at,
     createdAt: r.created_at,
+    ...optionalNames(r.ssh_host_principals, `token ${r.id}`),
   };
 }
 
@@ -130,6 +136,7 @@ export function agentFromRow(r: AgentRow): AgentRecord {
     banned: r.banned === 1,
     createdAt: r.created_at,
     lastSeenAt: r.last_seen_at,
+    ...optionalNames(r.ssh_host_principals, `agent ${r.agent_id}`),
   };
 }
 
@@ -182,4 +189,54 @@ function parseSelectors(text: string, what: string): Selector[] {
       return { type, value };
     }),
   );
+}
+
+/** A JSON array of host names, as `{ sshHostPrincipals }` or nothing when empty. */
+function optionalNames(text: string, what: string): { sshHostPrincipals?: string[] } {
+  const names = parseStrings(text, what);
+  return names.length === 0 ? {} : { sshHostPrincipals: names };
+}
+
+function parseStrings(text: string, what: string): string[] {
+  return parseJsonArray(text, what).map((v) => {
+    if (typeof v !== 'string') throw new StoreError('CORRUPT', `${what}: stored name is not a string`);
+    return v;
+  });
+}
+
+/** The stored JSON form of EntrySsh (the same keys). */
+export function entrySshToJson(ssh: EntrySsh): string {
+  return JSON.stringify({
+    principals: ssh.principals,
+    ttl: ssh.ttl,
+    extensions: ssh.extensions,
+    forceCommand: ssh.forceCommand,
+    sourceAddress: ssh.sourceAddress,
+    hostPrincipals: ssh.hostPrincipals,
+  });
+}
+
+function parseEntrySsh(text: string, what: string): EntrySsh {
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new StoreError('CORRUPT', `${what}: stored SSH settings do not parse`, { cause: err });
+  }
+  const strings = (x: unknown) => parseStrings(JSON.stringify(Array.isArray(x) ? x : null), `${what} SSH settings`);
+  const nullableString = (x: unknown) => {
+    if (x !== null && typeof x !== 'string') throw new StoreError('CORRUPT', `${what}: stored SSH option is malformed`);
+    return x;
+  };
+  if (typeof v !== 'object' || v === null || !Number.isSafeInteger(v.ttl)) {
+    throw new StoreError('CORRUPT', `${what}: stored SSH settings are malformed`);
+  }
+  return {
+    principals: strings(v.principals),
+    ttl: v.ttl as number,
+    extensions: strings(v.extensions),
+    forceCommand: nullableString(v.forceCommand),
+    sourceAddress: nullableString(v.sourceAddress),
+    hostPrincipals: strings(v.hostPrincipals),
+  };
 }

@@ -14,6 +14,7 @@ import {
   auditFromRow,
   authorityFromRow,
   entryFromRow,
+  entrySshToJson,
   normalizeSelectors,
   tokenFromRow,
   type AgentRow,
@@ -31,6 +32,7 @@ import {
   type AuthorityState,
   type ConsumeTokenResult,
   type EntryRecord,
+  type EntrySsh,
   type JoinTokenRecord,
   type NewEntry,
   type Store,
@@ -126,12 +128,13 @@ export class SqliteStore implements Store {
       expiresAt: entry.expiresAt,
       revision: 1,
       createdAt,
+      ...(entry.ssh ? { ssh: copySsh(entry.ssh) } : {}),
     };
     await this.#db.exclusive(async (s) => {
       try {
         await s.run(
           `INSERT INTO entries (id, spiffe_id, parent_id, selectors, x509_svid_ttl, dns_names, hint, admin,
-             expires_at, revision, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+             expires_at, revision, created_at, ssh) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           [
             record.id,
             record.spiffeId,
@@ -144,6 +147,7 @@ export class SqliteStore implements Store {
             record.expiresAt,
             record.revision,
             record.createdAt,
+            record.ssh ? entrySshToJson(record.ssh) : null,
           ],
         );
       } catch (err) {
@@ -196,8 +200,9 @@ export class SqliteStore implements Store {
   async createJoinToken(token: JoinTokenRecord): Promise<void> {
     await this.#db.exclusive((s) =>
       s.run(
-        'INSERT INTO join_tokens (id, secret_hash, agent_id, expires_at, used_at, created_at) VALUES (?, ?, ?, ?, ?, ?)',
-        [token.id, token.secretHash, token.agentId, token.expiresAt, token.usedAt, token.createdAt],
+        `INSERT INTO join_tokens (id, secret_hash, agent_id, expires_at, used_at, created_at, ssh_host_principals)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        [token.id, token.secretHash, token.agentId, token.expiresAt, token.usedAt, token.createdAt, JSON.stringify(token.sshHostPrincipals ?? [])],
       ),
     );
   }
@@ -223,13 +228,15 @@ export class SqliteStore implements Store {
     // A ban is sticky: re-attestation racing with a ban must not lift it.
     await this.#db.exclusive((s) =>
       s.run(
-        `INSERT INTO agents (agent_id, attestation_type, serial, expires_at, selectors, banned, created_at, last_seen_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO agents (agent_id, attestation_type, serial, expires_at, selectors, banned, created_at, last_seen_at,
+           ssh_host_principals)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (agent_id) DO UPDATE SET
            attestation_type = excluded.attestation_type, serial = excluded.serial,
            expires_at = excluded.expires_at, selectors = excluded.selectors,
            banned = max(agents.banned, excluded.banned),
-           created_at = excluded.created_at, last_seen_at = excluded.last_seen_at`,
+           created_at = excluded.created_at, last_seen_at = excluded.last_seen_at,
+           ssh_host_principals = excluded.ssh_host_principals`,
         [
           agent.agentId,
           agent.attestationType,
@@ -239,6 +246,7 @@ export class SqliteStore implements Store {
           agent.banned ? 1 : 0,
           agent.createdAt,
           agent.lastSeenAt,
+          JSON.stringify(agent.sshHostPrincipals ?? []),
         ],
       ),
     );
@@ -356,4 +364,8 @@ export class SqliteStore implements Store {
   #changed(sql: string, params: unknown[]): Promise<boolean> {
     return this.#db.exclusive(async (s) => (await s.run(sql, params)).changes > 0);
   }
+}
+
+function copySsh(ssh: EntrySsh): EntrySsh {
+  return { ...ssh, principals: [...ssh.principals], extensions: [...ssh.extensions], hostPrincipals: [...ssh.hostPrincipals] };
 }

@@ -26,6 +26,24 @@ export interface EntryRecord {
   expiresAt: number | null;
   revision: number;
   createdAt: number;
+  /** OpenSSH certificate settings; absent when the entry has none. */
+  ssh?: EntrySsh;
+}
+
+/** The OpenSSH side of an entry. */
+export interface EntrySsh {
+  /** Principals of user certificates for the entry's workloads; empty: no user certificates. */
+  principals: string[];
+  /** User certificate lifetime, seconds; 0 means the server's default. */
+  ttl: number;
+  /** User certificate extension names (flags), in byte order. */
+  extensions: string[];
+  /** Critical option force-command, or null. */
+  forceCommand: string | null;
+  /** Critical option source-address (comma-separated CIDR list), or null. */
+  sourceAddress: string | null;
+  /** Node entries only: host names granted to every agent the node entry matches. */
+  hostPrincipals: string[];
 }
 
 export type NewEntry = Omit<EntryRecord, 'revision' | 'createdAt'>;
@@ -41,6 +59,8 @@ export interface AgentRecord {
   banned: boolean;
   createdAt: number;
   lastSeenAt: number;
+  /** Host names bound by the join token the agent redeemed (SSH host certificates); absent when none. */
+  sshHostPrincipals?: string[];
 }
 
 export interface JoinTokenRecord {
@@ -52,6 +72,8 @@ export interface JoinTokenRecord {
   expiresAt: number;
   usedAt: number | null;
   createdAt: number;
+  /** Host names bound to the agent that redeems the token; absent when none. */
+  sshHostPrincipals?: string[];
 }
 
 export type AuditOutcome = 'success' | 'failure';

@@ -18,7 +18,16 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Agent, Bundle, Entry, X509SVID } from "./types.js";
+import {
+  Agent,
+  Bundle,
+  Entry,
+  SSHCertificate,
+  SSHCertificateType,
+  sSHCertificateTypeFromJSON,
+  sSHCertificateTypeToJSON,
+  X509SVID,
+} from "./types.js";
 
 export const protobufPackage = "brevis.ca.v1";
 
@@ -31,6 +40,17 @@ export interface CreateJoinTokenRequest {
   agentId: string;
   /** Seconds; 0 means the default (10 minutes). */
   ttlSeconds: number;
+  /**
+   * SSH settings bound to the agent that redeems the token. (A message, not
+   * a bare repeated field, so that older clients that build this request
+   * without it still serialize.)
+   */
+  ssh?: JoinTokenSSH | undefined;
+}
+
+export interface JoinTokenSSH {
+  /** Host names the agent may put into its node's host certificate. */
+  hostPrincipals: string[];
 }
 
 export interface CreateJoinTokenResponse {
@@ -39,6 +59,7 @@ export interface CreateJoinTokenResponse {
   tokenId: string;
   agentId: string;
   expiresAt: number;
+  sshHostPrincipals: string[];
 }
 
 export interface CreateEntryRequest {
@@ -111,8 +132,37 @@ export interface MintX509SVIDResponse {
   svid?: X509SVID | undefined;
 }
 
+export interface SignSSHCertificateRequest {
+  type: SSHCertificateType;
+  /** One line: "<type> <base64> [comment]". */
+  publicKey: string;
+  /** Never empty. */
+  principals: string[];
+  /** Seconds; 0 means the default (user 1 hour, host 8 hours). */
+  ttlSeconds: number;
+  /** Empty: "brevis-ca admin serial=<serial>". */
+  keyId: string;
+  /** User certificates only; empty means none. */
+  forceCommand: string;
+  /** User certificates only: comma-separated CIDR list; empty means none. */
+  sourceAddress: string;
+}
+
+export interface SignSSHCertificateResponse {
+  certificate?: SSHCertificate | undefined;
+}
+
+export interface GetSSHCAKeysRequest {
+  type: SSHCertificateType;
+}
+
+export interface GetSSHCAKeysResponse {
+  /** authorized_keys lines. */
+  publicKeys: string[];
+}
+
 function createBaseCreateJoinTokenRequest(): CreateJoinTokenRequest {
-  return { agentId: "", ttlSeconds: 0 };
+  return { agentId: "", ttlSeconds: 0, ssh: undefined };
 }
 
 export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
@@ -122,6 +172,9 @@ export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
     }
     if (message.ttlSeconds !== 0) {
       writer.uint32(16).int64(message.ttlSeconds);
+    }
+    if (message.ssh !== undefined) {
+      JoinTokenSSH.encode(message.ssh, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -155,6 +208,14 @@ export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
             message.ttlSeconds = longToNumber(reader.int64());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ssh = JoinTokenSSH.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -179,6 +240,7 @@ export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
         : isSet(object.ttl_seconds)
         ? globalThis.Number(object.ttl_seconds)
         : 0,
+      ssh: isSet(object.ssh) ? JoinTokenSSH.fromJSON(object.ssh) : undefined,
     };
   },
 
@@ -190,6 +252,9 @@ export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
     if (message.ttlSeconds !== 0) {
       obj.ttlSeconds = Math.round(message.ttlSeconds);
     }
+    if (message.ssh !== undefined) {
+      obj.ssh = JoinTokenSSH.toJSON(message.ssh);
+    }
     return obj;
   },
 
@@ -200,12 +265,86 @@ export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
     const message = createBaseCreateJoinTokenRequest();
     message.agentId = object.agentId ?? "";
     message.ttlSeconds = object.ttlSeconds ?? 0;
+    message.ssh = (object.ssh !== undefined && object.ssh !== null) ? JoinTokenSSH.fromPartial(object.ssh) : undefined;
+    return message;
+  },
+};
+
+function createBaseJoinTokenSSH(): JoinTokenSSH {
+  return { hostPrincipals: [] };
+}
+
+export const JoinTokenSSH: MessageFns<JoinTokenSSH> = {
+  encode(message: JoinTokenSSH, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hostPrincipals) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinTokenSSH {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinTokenSSH();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostPrincipals.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinTokenSSH {
+    return {
+      hostPrincipals: globalThis.Array.isArray(object?.hostPrincipals)
+        ? object.hostPrincipals.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.host_principals)
+        ? object.host_principals.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: JoinTokenSSH): unknown {
+    const obj: any = {};
+    if (message.hostPrincipals?.length) {
+      obj.hostPrincipals = message.hostPrincipals;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JoinTokenSSH>, I>>(base?: I): JoinTokenSSH {
+    return JoinTokenSSH.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JoinTokenSSH>, I>>(object: I): JoinTokenSSH {
+    const message = createBaseJoinTokenSSH();
+    message.hostPrincipals = object.hostPrincipals?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseCreateJoinTokenResponse(): CreateJoinTokenResponse {
-  return { token: "", tokenId: "", agentId: "", expiresAt: 0 };
+  return { token: "", tokenId: "", agentId: "", expiresAt: 0, sshHostPrincipals: [] };
 }
 
 export const CreateJoinTokenResponse: MessageFns<CreateJoinTokenResponse> = {
@@ -221,6 +360,9 @@ export const CreateJoinTokenResponse: MessageFns<CreateJoinTokenResponse> = {
     }
     if (message.expiresAt !== 0) {
       writer.uint32(32).int64(message.expiresAt);
+    }
+    for (const v of message.sshHostPrincipals) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -270,6 +412,14 @@ export const CreateJoinTokenResponse: MessageFns<CreateJoinTokenResponse> = {
             message.expiresAt = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sshHostPrincipals.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -300,6 +450,11 @@ export const CreateJoinTokenResponse: MessageFns<CreateJoinTokenResponse> = {
         : isSet(object.expires_at)
         ? globalThis.Number(object.expires_at)
         : 0,
+      sshHostPrincipals: globalThis.Array.isArray(object?.sshHostPrincipals)
+        ? object.sshHostPrincipals.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.ssh_host_principals)
+        ? object.ssh_host_principals.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -317,6 +472,9 @@ export const CreateJoinTokenResponse: MessageFns<CreateJoinTokenResponse> = {
     if (message.expiresAt !== 0) {
       obj.expiresAt = Math.round(message.expiresAt);
     }
+    if (message.sshHostPrincipals?.length) {
+      obj.sshHostPrincipals = message.sshHostPrincipals;
+    }
     return obj;
   },
 
@@ -329,6 +487,7 @@ export const CreateJoinTokenResponse: MessageFns<CreateJoinTokenResponse> = {
     message.tokenId = object.tokenId ?? "";
     message.agentId = object.agentId ?? "";
     message.expiresAt = object.expiresAt ?? 0;
+    message.sshHostPrincipals = object.sshHostPrincipals?.map((e) => e) || [];
     return message;
   },
 };
@@ -1527,6 +1686,402 @@ export const MintX509SVIDResponse: MessageFns<MintX509SVIDResponse> = {
   },
 };
 
+function createBaseSignSSHCertificateRequest(): SignSSHCertificateRequest {
+  return { type: 0, publicKey: "", principals: [], ttlSeconds: 0, keyId: "", forceCommand: "", sourceAddress: "" };
+}
+
+export const SignSSHCertificateRequest: MessageFns<SignSSHCertificateRequest> = {
+  encode(message: SignSSHCertificateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.publicKey !== "") {
+      writer.uint32(18).string(message.publicKey);
+    }
+    for (const v of message.principals) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.ttlSeconds !== 0) {
+      writer.uint32(32).int64(message.ttlSeconds);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(42).string(message.keyId);
+    }
+    if (message.forceCommand !== "") {
+      writer.uint32(50).string(message.forceCommand);
+    }
+    if (message.sourceAddress !== "") {
+      writer.uint32(58).string(message.sourceAddress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignSSHCertificateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignSSHCertificateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.publicKey = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.principals.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ttlSeconds = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.forceCommand = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.sourceAddress = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignSSHCertificateRequest {
+    return {
+      type: isSet(object.type) ? sSHCertificateTypeFromJSON(object.type) : 0,
+      publicKey: isSet(object.publicKey)
+        ? globalThis.String(object.publicKey)
+        : isSet(object.public_key)
+        ? globalThis.String(object.public_key)
+        : "",
+      principals: globalThis.Array.isArray(object?.principals)
+        ? object.principals.map((e: any) => globalThis.String(e))
+        : [],
+      ttlSeconds: isSet(object.ttlSeconds)
+        ? globalThis.Number(object.ttlSeconds)
+        : isSet(object.ttl_seconds)
+        ? globalThis.Number(object.ttl_seconds)
+        : 0,
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      forceCommand: isSet(object.forceCommand)
+        ? globalThis.String(object.forceCommand)
+        : isSet(object.force_command)
+        ? globalThis.String(object.force_command)
+        : "",
+      sourceAddress: isSet(object.sourceAddress)
+        ? globalThis.String(object.sourceAddress)
+        : isSet(object.source_address)
+        ? globalThis.String(object.source_address)
+        : "",
+    };
+  },
+
+  toJSON(message: SignSSHCertificateRequest): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = sSHCertificateTypeToJSON(message.type);
+    }
+    if (message.publicKey !== "") {
+      obj.publicKey = message.publicKey;
+    }
+    if (message.principals?.length) {
+      obj.principals = message.principals;
+    }
+    if (message.ttlSeconds !== 0) {
+      obj.ttlSeconds = Math.round(message.ttlSeconds);
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.forceCommand !== "") {
+      obj.forceCommand = message.forceCommand;
+    }
+    if (message.sourceAddress !== "") {
+      obj.sourceAddress = message.sourceAddress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignSSHCertificateRequest>, I>>(base?: I): SignSSHCertificateRequest {
+    return SignSSHCertificateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSSHCertificateRequest>, I>>(object: I): SignSSHCertificateRequest {
+    const message = createBaseSignSSHCertificateRequest();
+    message.type = object.type ?? 0;
+    message.publicKey = object.publicKey ?? "";
+    message.principals = object.principals?.map((e) => e) || [];
+    message.ttlSeconds = object.ttlSeconds ?? 0;
+    message.keyId = object.keyId ?? "";
+    message.forceCommand = object.forceCommand ?? "";
+    message.sourceAddress = object.sourceAddress ?? "";
+    return message;
+  },
+};
+
+function createBaseSignSSHCertificateResponse(): SignSSHCertificateResponse {
+  return { certificate: undefined };
+}
+
+export const SignSSHCertificateResponse: MessageFns<SignSSHCertificateResponse> = {
+  encode(message: SignSSHCertificateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certificate !== undefined) {
+      SSHCertificate.encode(message.certificate, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignSSHCertificateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignSSHCertificateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.certificate = SSHCertificate.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignSSHCertificateResponse {
+    return { certificate: isSet(object.certificate) ? SSHCertificate.fromJSON(object.certificate) : undefined };
+  },
+
+  toJSON(message: SignSSHCertificateResponse): unknown {
+    const obj: any = {};
+    if (message.certificate !== undefined) {
+      obj.certificate = SSHCertificate.toJSON(message.certificate);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignSSHCertificateResponse>, I>>(base?: I): SignSSHCertificateResponse {
+    return SignSSHCertificateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSSHCertificateResponse>, I>>(object: I): SignSSHCertificateResponse {
+    const message = createBaseSignSSHCertificateResponse();
+    message.certificate = (object.certificate !== undefined && object.certificate !== null)
+      ? SSHCertificate.fromPartial(object.certificate)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetSSHCAKeysRequest(): GetSSHCAKeysRequest {
+  return { type: 0 };
+}
+
+export const GetSSHCAKeysRequest: MessageFns<GetSSHCAKeysRequest> = {
+  encode(message: GetSSHCAKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSSHCAKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSSHCAKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSSHCAKeysRequest {
+    return { type: isSet(object.type) ? sSHCertificateTypeFromJSON(object.type) : 0 };
+  },
+
+  toJSON(message: GetSSHCAKeysRequest): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = sSHCertificateTypeToJSON(message.type);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSSHCAKeysRequest>, I>>(base?: I): GetSSHCAKeysRequest {
+    return GetSSHCAKeysRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSSHCAKeysRequest>, I>>(object: I): GetSSHCAKeysRequest {
+    const message = createBaseGetSSHCAKeysRequest();
+    message.type = object.type ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetSSHCAKeysResponse(): GetSSHCAKeysResponse {
+  return { publicKeys: [] };
+}
+
+export const GetSSHCAKeysResponse: MessageFns<GetSSHCAKeysResponse> = {
+  encode(message: GetSSHCAKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.publicKeys) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSSHCAKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSSHCAKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.publicKeys.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSSHCAKeysResponse {
+    return {
+      publicKeys: globalThis.Array.isArray(object?.publicKeys)
+        ? object.publicKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.public_keys)
+        ? object.public_keys.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetSSHCAKeysResponse): unknown {
+    const obj: any = {};
+    if (message.publicKeys?.length) {
+      obj.publicKeys = message.publicKeys;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSSHCAKeysResponse>, I>>(base?: I): GetSSHCAKeysResponse {
+    return GetSSHCAKeysResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSSHCAKeysResponse>, I>>(object: I): GetSSHCAKeysResponse {
+    const message = createBaseGetSSHCAKeysResponse();
+    message.publicKeys = object.publicKeys?.map((e) => e) || [];
+    return message;
+  },
+};
+
 export type AdminServiceService = typeof AdminServiceService;
 export const AdminServiceService = {
   createJoinToken: {
@@ -1626,6 +2181,32 @@ export const AdminServiceService = {
       Buffer.from(MintX509SVIDResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): MintX509SVIDResponse => MintX509SVIDResponse.decode(value),
   },
+  /**
+   * Sign an OpenSSH user or host certificate for a public key given by the
+   * caller (its private key never reaches the CA).
+   */
+  signSshCertificate: {
+    path: "/brevis.ca.v1.AdminService/SignSSHCertificate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SignSSHCertificateRequest): Buffer =>
+      Buffer.from(SignSSHCertificateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SignSSHCertificateRequest => SignSSHCertificateRequest.decode(value),
+    responseSerialize: (value: SignSSHCertificateResponse): Buffer =>
+      Buffer.from(SignSSHCertificateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SignSSHCertificateResponse => SignSSHCertificateResponse.decode(value),
+  },
+  /** The SSH CA public keys of one type. */
+  getSshcaKeys: {
+    path: "/brevis.ca.v1.AdminService/GetSSHCAKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetSSHCAKeysRequest): Buffer => Buffer.from(GetSSHCAKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetSSHCAKeysRequest => GetSSHCAKeysRequest.decode(value),
+    responseSerialize: (value: GetSSHCAKeysResponse): Buffer =>
+      Buffer.from(GetSSHCAKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetSSHCAKeysResponse => GetSSHCAKeysResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -1643,6 +2224,13 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
    * the caller (its key never reaches the CA).
    */
   mintX509Svid: handleUnaryCall<MintX509SVIDRequest, MintX509SVIDResponse>;
+  /**
+   * Sign an OpenSSH user or host certificate for a public key given by the
+   * caller (its private key never reaches the CA).
+   */
+  signSshCertificate: handleUnaryCall<SignSSHCertificateRequest, SignSSHCertificateResponse>;
+  /** The SSH CA public keys of one type. */
+  getSshcaKeys: handleUnaryCall<GetSSHCAKeysRequest, GetSSHCAKeysResponse>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -1799,6 +2387,41 @@ export interface AdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MintX509SVIDResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sign an OpenSSH user or host certificate for a public key given by the
+   * caller (its private key never reaches the CA).
+   */
+  signSshCertificate(
+    request: SignSSHCertificateRequest,
+    callback: (error: ServiceError | null, response: SignSSHCertificateResponse) => void,
+  ): ClientUnaryCall;
+  signSshCertificate(
+    request: SignSSHCertificateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SignSSHCertificateResponse) => void,
+  ): ClientUnaryCall;
+  signSshCertificate(
+    request: SignSSHCertificateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SignSSHCertificateResponse) => void,
+  ): ClientUnaryCall;
+  /** The SSH CA public keys of one type. */
+  getSshcaKeys(
+    request: GetSSHCAKeysRequest,
+    callback: (error: ServiceError | null, response: GetSSHCAKeysResponse) => void,
+  ): ClientUnaryCall;
+  getSshcaKeys(
+    request: GetSSHCAKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetSSHCAKeysResponse) => void,
+  ): ClientUnaryCall;
+  getSshcaKeys(
+    request: GetSSHCAKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetSSHCAKeysResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -20,7 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Bundle, Entry, X509SVID } from "./types.js";
+import { AgentSSH, Bundle, Entry, SSHCertificate, X509SVID } from "./types.js";
 
 export const protobufPackage = "brevis.ca.v1";
 
@@ -80,7 +80,11 @@ export interface FetchAuthorizedEntriesRequest {
 
 export interface FetchAuthorizedEntriesResponse {
   entries: Entry[];
-  bundle?: Bundle | undefined;
+  bundle?:
+    | Bundle
+    | undefined;
+  /** SSH CA keys for the node's trust files, and the agent's host names. */
+  ssh?: AgentSSH | undefined;
 }
 
 export interface MintX509SVIDParams {
@@ -104,6 +108,27 @@ export interface MintX509SVIDResult {
 
 export interface BatchMintX509SVIDResponse {
   results: MintX509SVIDResult[];
+}
+
+export interface SignSSHUserCertificateRequest {
+  entryId: string;
+  /** The workload's public key, one line: "<type> <base64> [comment]". */
+  publicKey: string;
+}
+
+export interface SignSSHUserCertificateResponse {
+  certificate?: SSHCertificate | undefined;
+}
+
+export interface SignSSHHostCertificateRequest {
+  /** The node's sshd host public key, one line: "<type> <base64> [comment]". */
+  publicKey: string;
+  /** A subset of the agent's host names; empty means all of them. */
+  principals: string[];
+}
+
+export interface SignSSHHostCertificateResponse {
+  certificate?: SSHCertificate | undefined;
 }
 
 function createBaseAttestJoinTokenRequest(): AttestJoinTokenRequest {
@@ -732,7 +757,7 @@ export const FetchAuthorizedEntriesRequest: MessageFns<FetchAuthorizedEntriesReq
 };
 
 function createBaseFetchAuthorizedEntriesResponse(): FetchAuthorizedEntriesResponse {
-  return { entries: [], bundle: undefined };
+  return { entries: [], bundle: undefined, ssh: undefined };
 }
 
 export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesResponse> = {
@@ -742,6 +767,9 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
     }
     if (message.bundle !== undefined) {
       Bundle.encode(message.bundle, writer.uint32(18).fork()).join();
+    }
+    if (message.ssh !== undefined) {
+      AgentSSH.encode(message.ssh, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -775,6 +803,14 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
             message.bundle = Bundle.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ssh = AgentSSH.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -791,6 +827,7 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
     return {
       entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => Entry.fromJSON(e)) : [],
       bundle: isSet(object.bundle) ? Bundle.fromJSON(object.bundle) : undefined,
+      ssh: isSet(object.ssh) ? AgentSSH.fromJSON(object.ssh) : undefined,
     };
   },
 
@@ -801,6 +838,9 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
     }
     if (message.bundle !== undefined) {
       obj.bundle = Bundle.toJSON(message.bundle);
+    }
+    if (message.ssh !== undefined) {
+      obj.ssh = AgentSSH.toJSON(message.ssh);
     }
     return obj;
   },
@@ -816,6 +856,7 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
     message.bundle = (object.bundle !== undefined && object.bundle !== null)
       ? Bundle.fromPartial(object.bundle)
       : undefined;
+    message.ssh = (object.ssh !== undefined && object.ssh !== null) ? AgentSSH.fromPartial(object.ssh) : undefined;
     return message;
   },
 };
@@ -1160,6 +1201,336 @@ export const BatchMintX509SVIDResponse: MessageFns<BatchMintX509SVIDResponse> = 
   },
 };
 
+function createBaseSignSSHUserCertificateRequest(): SignSSHUserCertificateRequest {
+  return { entryId: "", publicKey: "" };
+}
+
+export const SignSSHUserCertificateRequest: MessageFns<SignSSHUserCertificateRequest> = {
+  encode(message: SignSSHUserCertificateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.entryId !== "") {
+      writer.uint32(10).string(message.entryId);
+    }
+    if (message.publicKey !== "") {
+      writer.uint32(18).string(message.publicKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignSSHUserCertificateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignSSHUserCertificateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entryId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.publicKey = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignSSHUserCertificateRequest {
+    return {
+      entryId: isSet(object.entryId)
+        ? globalThis.String(object.entryId)
+        : isSet(object.entry_id)
+        ? globalThis.String(object.entry_id)
+        : "",
+      publicKey: isSet(object.publicKey)
+        ? globalThis.String(object.publicKey)
+        : isSet(object.public_key)
+        ? globalThis.String(object.public_key)
+        : "",
+    };
+  },
+
+  toJSON(message: SignSSHUserCertificateRequest): unknown {
+    const obj: any = {};
+    if (message.entryId !== "") {
+      obj.entryId = message.entryId;
+    }
+    if (message.publicKey !== "") {
+      obj.publicKey = message.publicKey;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignSSHUserCertificateRequest>, I>>(base?: I): SignSSHUserCertificateRequest {
+    return SignSSHUserCertificateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSSHUserCertificateRequest>, I>>(
+    object: I,
+  ): SignSSHUserCertificateRequest {
+    const message = createBaseSignSSHUserCertificateRequest();
+    message.entryId = object.entryId ?? "";
+    message.publicKey = object.publicKey ?? "";
+    return message;
+  },
+};
+
+function createBaseSignSSHUserCertificateResponse(): SignSSHUserCertificateResponse {
+  return { certificate: undefined };
+}
+
+export const SignSSHUserCertificateResponse: MessageFns<SignSSHUserCertificateResponse> = {
+  encode(message: SignSSHUserCertificateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certificate !== undefined) {
+      SSHCertificate.encode(message.certificate, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignSSHUserCertificateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignSSHUserCertificateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.certificate = SSHCertificate.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignSSHUserCertificateResponse {
+    return { certificate: isSet(object.certificate) ? SSHCertificate.fromJSON(object.certificate) : undefined };
+  },
+
+  toJSON(message: SignSSHUserCertificateResponse): unknown {
+    const obj: any = {};
+    if (message.certificate !== undefined) {
+      obj.certificate = SSHCertificate.toJSON(message.certificate);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignSSHUserCertificateResponse>, I>>(base?: I): SignSSHUserCertificateResponse {
+    return SignSSHUserCertificateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSSHUserCertificateResponse>, I>>(
+    object: I,
+  ): SignSSHUserCertificateResponse {
+    const message = createBaseSignSSHUserCertificateResponse();
+    message.certificate = (object.certificate !== undefined && object.certificate !== null)
+      ? SSHCertificate.fromPartial(object.certificate)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSignSSHHostCertificateRequest(): SignSSHHostCertificateRequest {
+  return { publicKey: "", principals: [] };
+}
+
+export const SignSSHHostCertificateRequest: MessageFns<SignSSHHostCertificateRequest> = {
+  encode(message: SignSSHHostCertificateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.publicKey !== "") {
+      writer.uint32(10).string(message.publicKey);
+    }
+    for (const v of message.principals) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignSSHHostCertificateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignSSHHostCertificateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.publicKey = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.principals.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignSSHHostCertificateRequest {
+    return {
+      publicKey: isSet(object.publicKey)
+        ? globalThis.String(object.publicKey)
+        : isSet(object.public_key)
+        ? globalThis.String(object.public_key)
+        : "",
+      principals: globalThis.Array.isArray(object?.principals)
+        ? object.principals.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SignSSHHostCertificateRequest): unknown {
+    const obj: any = {};
+    if (message.publicKey !== "") {
+      obj.publicKey = message.publicKey;
+    }
+    if (message.principals?.length) {
+      obj.principals = message.principals;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignSSHHostCertificateRequest>, I>>(base?: I): SignSSHHostCertificateRequest {
+    return SignSSHHostCertificateRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSSHHostCertificateRequest>, I>>(
+    object: I,
+  ): SignSSHHostCertificateRequest {
+    const message = createBaseSignSSHHostCertificateRequest();
+    message.publicKey = object.publicKey ?? "";
+    message.principals = object.principals?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSignSSHHostCertificateResponse(): SignSSHHostCertificateResponse {
+  return { certificate: undefined };
+}
+
+export const SignSSHHostCertificateResponse: MessageFns<SignSSHHostCertificateResponse> = {
+  encode(message: SignSSHHostCertificateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certificate !== undefined) {
+      SSHCertificate.encode(message.certificate, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SignSSHHostCertificateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignSSHHostCertificateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.certificate = SSHCertificate.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SignSSHHostCertificateResponse {
+    return { certificate: isSet(object.certificate) ? SSHCertificate.fromJSON(object.certificate) : undefined };
+  },
+
+  toJSON(message: SignSSHHostCertificateResponse): unknown {
+    const obj: any = {};
+    if (message.certificate !== undefined) {
+      obj.certificate = SSHCertificate.toJSON(message.certificate);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SignSSHHostCertificateResponse>, I>>(base?: I): SignSSHHostCertificateResponse {
+    return SignSSHHostCertificateResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SignSSHHostCertificateResponse>, I>>(
+    object: I,
+  ): SignSSHHostCertificateResponse {
+    const message = createBaseSignSSHHostCertificateResponse();
+    message.certificate = (object.certificate !== undefined && object.certificate !== null)
+      ? SSHCertificate.fromPartial(object.certificate)
+      : undefined;
+    return message;
+  },
+};
+
 export type NodeServiceService = typeof NodeServiceService;
 export const NodeServiceService = {
   /** Redeem a one-time join token for an agent SVID. */
@@ -1226,6 +1597,39 @@ export const NodeServiceService = {
       Buffer.from(BatchMintX509SVIDResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): BatchMintX509SVIDResponse => BatchMintX509SVIDResponse.decode(value),
   },
+  /**
+   * Sign an OpenSSH user certificate for an entry the calling agent is
+   * authorized for and that has SSH principals, for the public key the
+   * workload provides (mTLS).
+   */
+  signSshUserCertificate: {
+    path: "/brevis.ca.v1.NodeService/SignSSHUserCertificate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SignSSHUserCertificateRequest): Buffer =>
+      Buffer.from(SignSSHUserCertificateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SignSSHUserCertificateRequest => SignSSHUserCertificateRequest.decode(value),
+    responseSerialize: (value: SignSSHUserCertificateResponse): Buffer =>
+      Buffer.from(SignSSHUserCertificateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SignSSHUserCertificateResponse =>
+      SignSSHUserCertificateResponse.decode(value),
+  },
+  /**
+   * Sign an OpenSSH host certificate for the node's host key, with host
+   * names bound to the calling agent by the admin (mTLS).
+   */
+  signSshHostCertificate: {
+    path: "/brevis.ca.v1.NodeService/SignSSHHostCertificate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SignSSHHostCertificateRequest): Buffer =>
+      Buffer.from(SignSSHHostCertificateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SignSSHHostCertificateRequest => SignSSHHostCertificateRequest.decode(value),
+    responseSerialize: (value: SignSSHHostCertificateResponse): Buffer =>
+      Buffer.from(SignSSHHostCertificateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SignSSHHostCertificateResponse =>
+      SignSSHHostCertificateResponse.decode(value),
+  },
 } as const;
 
 export interface NodeServiceServer extends UntypedServiceImplementation {
@@ -1243,6 +1647,17 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
   fetchAuthorizedEntries: handleUnaryCall<FetchAuthorizedEntriesRequest, FetchAuthorizedEntriesResponse>;
   /** Mint X.509-SVIDs for authorized entries, in a batch (mTLS). */
   batchMintX509Svid: handleUnaryCall<BatchMintX509SVIDRequest, BatchMintX509SVIDResponse>;
+  /**
+   * Sign an OpenSSH user certificate for an entry the calling agent is
+   * authorized for and that has SSH principals, for the public key the
+   * workload provides (mTLS).
+   */
+  signSshUserCertificate: handleUnaryCall<SignSSHUserCertificateRequest, SignSSHUserCertificateResponse>;
+  /**
+   * Sign an OpenSSH host certificate for the node's host key, with host
+   * names bound to the calling agent by the admin (mTLS).
+   */
+  signSshHostCertificate: handleUnaryCall<SignSSHHostCertificateRequest, SignSSHHostCertificateResponse>;
 }
 
 export interface NodeServiceClient extends Client {
@@ -1320,6 +1735,45 @@ export interface NodeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: BatchMintX509SVIDResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sign an OpenSSH user certificate for an entry the calling agent is
+   * authorized for and that has SSH principals, for the public key the
+   * workload provides (mTLS).
+   */
+  signSshUserCertificate(
+    request: SignSSHUserCertificateRequest,
+    callback: (error: ServiceError | null, response: SignSSHUserCertificateResponse) => void,
+  ): ClientUnaryCall;
+  signSshUserCertificate(
+    request: SignSSHUserCertificateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SignSSHUserCertificateResponse) => void,
+  ): ClientUnaryCall;
+  signSshUserCertificate(
+    request: SignSSHUserCertificateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SignSSHUserCertificateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sign an OpenSSH host certificate for the node's host key, with host
+   * names bound to the calling agent by the admin (mTLS).
+   */
+  signSshHostCertificate(
+    request: SignSSHHostCertificateRequest,
+    callback: (error: ServiceError | null, response: SignSSHHostCertificateResponse) => void,
+  ): ClientUnaryCall;
+  signSshHostCertificate(
+    request: SignSSHHostCertificateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SignSSHHostCertificateResponse) => void,
+  ): ClientUnaryCall;
+  signSshHostCertificate(
+    request: SignSSHHostCertificateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SignSSHHostCertificateResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -13,6 +13,45 @@ export const protobufFileName = "brevis/ca/v1/types.proto";
 
 /** Messages shared by the CA's node and admin APIs. */
 
+export enum SSHCertificateType {
+  SSH_CERTIFICATE_TYPE_UNSPECIFIED = 0,
+  SSH_CERTIFICATE_TYPE_USER = 1,
+  SSH_CERTIFICATE_TYPE_HOST = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function sSHCertificateTypeFromJSON(object: any): SSHCertificateType {
+  switch (object) {
+    case 0:
+    case "SSH_CERTIFICATE_TYPE_UNSPECIFIED":
+      return SSHCertificateType.SSH_CERTIFICATE_TYPE_UNSPECIFIED;
+    case 1:
+    case "SSH_CERTIFICATE_TYPE_USER":
+      return SSHCertificateType.SSH_CERTIFICATE_TYPE_USER;
+    case 2:
+    case "SSH_CERTIFICATE_TYPE_HOST":
+      return SSHCertificateType.SSH_CERTIFICATE_TYPE_HOST;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SSHCertificateType.UNRECOGNIZED;
+  }
+}
+
+export function sSHCertificateTypeToJSON(object: SSHCertificateType): string {
+  switch (object) {
+    case SSHCertificateType.SSH_CERTIFICATE_TYPE_UNSPECIFIED:
+      return "SSH_CERTIFICATE_TYPE_UNSPECIFIED";
+    case SSHCertificateType.SSH_CERTIFICATE_TYPE_USER:
+      return "SSH_CERTIFICATE_TYPE_USER";
+    case SSHCertificateType.SSH_CERTIFICATE_TYPE_HOST:
+      return "SSH_CERTIFICATE_TYPE_HOST";
+    case SSHCertificateType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * A selector: a fact about a node or a workload, "type:value" on the CLI.
  * The type may itself contain a colon-free prefix such as "unix"; the value
@@ -61,6 +100,41 @@ export interface Entry {
   expiresAt: number;
   revision: number;
   createdAt: number;
+  /** OpenSSH certificate settings; absent when the entry has none. */
+  ssh?: EntrySSH | undefined;
+}
+
+/** The OpenSSH side of an entry. */
+export interface EntrySSH {
+  /**
+   * The principals (login names) of user certificates for this entry's
+   * workloads. Empty: the entry gets no SSH user certificates.
+   */
+  principals: string[];
+  /** User certificate lifetime, seconds; 0 means the server's default (1 hour). */
+  ttl: number;
+  /**
+   * Extensions of the user certificates. Absent: the default set
+   * (permit-X11-forwarding, permit-agent-forwarding, permit-port-forwarding,
+   * permit-pty, permit-user-rc); present and empty: none.
+   */
+  extensions?:
+    | SSHExtensions
+    | undefined;
+  /** Critical option force-command; empty means none. */
+  forceCommand: string;
+  /** Critical option source-address (comma-separated CIDR list); empty means none. */
+  sourceAddress: string;
+  /**
+   * Node entries only: host names that every agent this node entry matches
+   * may put into its host certificate.
+   */
+  hostPrincipals: string[];
+}
+
+/** A list of OpenSSH certificate extension names (flags). */
+export interface SSHExtensions {
+  names: string[];
 }
 
 /** An attested agent. */
@@ -74,6 +148,40 @@ export interface Agent {
   banned: boolean;
   createdAt: number;
   lastSeenAt: number;
+  /** Host names bound to this agent by the join token it redeemed. */
+  sshHostPrincipals: string[];
+}
+
+/** An issued OpenSSH certificate. */
+export interface SSHCertificate {
+  /**
+   * One line, "<key type>-cert-v01@openssh.com <base64>": the contents of a
+   * -cert.pub file (without the newline).
+   */
+  certificate: string;
+  type: SSHCertificateType;
+  /** The 64-bit serial, decimal (as ssh-keygen -L and KRLs write it). */
+  serial: string;
+  keyId: string;
+  principals: string[];
+  /** Seconds since the epoch: valid when valid_after <= now < valid_before. */
+  validAfter: number;
+  validBefore: number;
+  /** SHA256 fingerprint of the CA key that signed it ("SHA256:..."). */
+  caFingerprint: string;
+}
+
+/**
+ * What an agent needs for SSH. CA keys are authorized_keys lines
+ * ("<type> <base64> <comment>"), more than one of a kind during a rotation.
+ */
+export interface AgentSSH {
+  /** For sshd TrustedUserCAKeys. */
+  userCaKeys: string[];
+  /** For "@cert-authority <hosts> <key>" lines in known_hosts. */
+  hostCaKeys: string[];
+  /** The host names the agent may put into its node's host certificate. */
+  hostPrincipals: string[];
 }
 
 function createBaseSelector(): Selector {
@@ -432,6 +540,7 @@ function createBaseEntry(): Entry {
     expiresAt: 0,
     revision: 0,
     createdAt: 0,
+    ssh: undefined,
   };
 }
 
@@ -469,6 +578,9 @@ export const Entry: MessageFns<Entry> = {
     }
     if (message.createdAt !== 0) {
       writer.uint32(88).int64(message.createdAt);
+    }
+    if (message.ssh !== undefined) {
+      EntrySSH.encode(message.ssh, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -574,6 +686,14 @@ export const Entry: MessageFns<Entry> = {
             message.createdAt = longToNumber(reader.int64());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.ssh = EntrySSH.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -625,6 +745,7 @@ export const Entry: MessageFns<Entry> = {
         : isSet(object.created_at)
         ? globalThis.Number(object.created_at)
         : 0,
+      ssh: isSet(object.ssh) ? EntrySSH.fromJSON(object.ssh) : undefined,
     };
   },
 
@@ -663,6 +784,9 @@ export const Entry: MessageFns<Entry> = {
     if (message.createdAt !== 0) {
       obj.createdAt = Math.round(message.createdAt);
     }
+    if (message.ssh !== undefined) {
+      obj.ssh = EntrySSH.toJSON(message.ssh);
+    }
     return obj;
   },
 
@@ -682,6 +806,239 @@ export const Entry: MessageFns<Entry> = {
     message.expiresAt = object.expiresAt ?? 0;
     message.revision = object.revision ?? 0;
     message.createdAt = object.createdAt ?? 0;
+    message.ssh = (object.ssh !== undefined && object.ssh !== null) ? EntrySSH.fromPartial(object.ssh) : undefined;
+    return message;
+  },
+};
+
+function createBaseEntrySSH(): EntrySSH {
+  return { principals: [], ttl: 0, extensions: undefined, forceCommand: "", sourceAddress: "", hostPrincipals: [] };
+}
+
+export const EntrySSH: MessageFns<EntrySSH> = {
+  encode(message: EntrySSH, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.principals) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.ttl !== 0) {
+      writer.uint32(16).int32(message.ttl);
+    }
+    if (message.extensions !== undefined) {
+      SSHExtensions.encode(message.extensions, writer.uint32(26).fork()).join();
+    }
+    if (message.forceCommand !== "") {
+      writer.uint32(34).string(message.forceCommand);
+    }
+    if (message.sourceAddress !== "") {
+      writer.uint32(42).string(message.sourceAddress);
+    }
+    for (const v of message.hostPrincipals) {
+      writer.uint32(50).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EntrySSH {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEntrySSH();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.principals.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ttl = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.extensions = SSHExtensions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.forceCommand = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sourceAddress = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.hostPrincipals.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EntrySSH {
+    return {
+      principals: globalThis.Array.isArray(object?.principals)
+        ? object.principals.map((e: any) => globalThis.String(e))
+        : [],
+      ttl: isSet(object.ttl) ? globalThis.Number(object.ttl) : 0,
+      extensions: isSet(object.extensions) ? SSHExtensions.fromJSON(object.extensions) : undefined,
+      forceCommand: isSet(object.forceCommand)
+        ? globalThis.String(object.forceCommand)
+        : isSet(object.force_command)
+        ? globalThis.String(object.force_command)
+        : "",
+      sourceAddress: isSet(object.sourceAddress)
+        ? globalThis.String(object.sourceAddress)
+        : isSet(object.source_address)
+        ? globalThis.String(object.source_address)
+        : "",
+      hostPrincipals: globalThis.Array.isArray(object?.hostPrincipals)
+        ? object.hostPrincipals.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.host_principals)
+        ? object.host_principals.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: EntrySSH): unknown {
+    const obj: any = {};
+    if (message.principals?.length) {
+      obj.principals = message.principals;
+    }
+    if (message.ttl !== 0) {
+      obj.ttl = Math.round(message.ttl);
+    }
+    if (message.extensions !== undefined) {
+      obj.extensions = SSHExtensions.toJSON(message.extensions);
+    }
+    if (message.forceCommand !== "") {
+      obj.forceCommand = message.forceCommand;
+    }
+    if (message.sourceAddress !== "") {
+      obj.sourceAddress = message.sourceAddress;
+    }
+    if (message.hostPrincipals?.length) {
+      obj.hostPrincipals = message.hostPrincipals;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EntrySSH>, I>>(base?: I): EntrySSH {
+    return EntrySSH.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EntrySSH>, I>>(object: I): EntrySSH {
+    const message = createBaseEntrySSH();
+    message.principals = object.principals?.map((e) => e) || [];
+    message.ttl = object.ttl ?? 0;
+    message.extensions = (object.extensions !== undefined && object.extensions !== null)
+      ? SSHExtensions.fromPartial(object.extensions)
+      : undefined;
+    message.forceCommand = object.forceCommand ?? "";
+    message.sourceAddress = object.sourceAddress ?? "";
+    message.hostPrincipals = object.hostPrincipals?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSSHExtensions(): SSHExtensions {
+  return { names: [] };
+}
+
+export const SSHExtensions: MessageFns<SSHExtensions> = {
+  encode(message: SSHExtensions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.names) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SSHExtensions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSSHExtensions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.names.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SSHExtensions {
+    return { names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: SSHExtensions): unknown {
+    const obj: any = {};
+    if (message.names?.length) {
+      obj.names = message.names;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SSHExtensions>, I>>(base?: I): SSHExtensions {
+    return SSHExtensions.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SSHExtensions>, I>>(object: I): SSHExtensions {
+    const message = createBaseSSHExtensions();
+    message.names = object.names?.map((e) => e) || [];
     return message;
   },
 };
@@ -696,6 +1053,7 @@ function createBaseAgent(): Agent {
     banned: false,
     createdAt: 0,
     lastSeenAt: 0,
+    sshHostPrincipals: [],
   };
 }
 
@@ -724,6 +1082,9 @@ export const Agent: MessageFns<Agent> = {
     }
     if (message.lastSeenAt !== 0) {
       writer.uint32(64).int64(message.lastSeenAt);
+    }
+    for (const v of message.sshHostPrincipals) {
+      writer.uint32(74).string(v!);
     }
     return writer;
   },
@@ -805,6 +1166,14 @@ export const Agent: MessageFns<Agent> = {
             message.lastSeenAt = longToNumber(reader.int64());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.sshHostPrincipals.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -849,6 +1218,11 @@ export const Agent: MessageFns<Agent> = {
         : isSet(object.last_seen_at)
         ? globalThis.Number(object.last_seen_at)
         : 0,
+      sshHostPrincipals: globalThis.Array.isArray(object?.sshHostPrincipals)
+        ? object.sshHostPrincipals.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.ssh_host_principals)
+        ? object.ssh_host_principals.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -878,6 +1252,9 @@ export const Agent: MessageFns<Agent> = {
     if (message.lastSeenAt !== 0) {
       obj.lastSeenAt = Math.round(message.lastSeenAt);
     }
+    if (message.sshHostPrincipals?.length) {
+      obj.sshHostPrincipals = message.sshHostPrincipals;
+    }
     return obj;
   },
 
@@ -894,6 +1271,328 @@ export const Agent: MessageFns<Agent> = {
     message.banned = object.banned ?? false;
     message.createdAt = object.createdAt ?? 0;
     message.lastSeenAt = object.lastSeenAt ?? 0;
+    message.sshHostPrincipals = object.sshHostPrincipals?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSSHCertificate(): SSHCertificate {
+  return {
+    certificate: "",
+    type: 0,
+    serial: "",
+    keyId: "",
+    principals: [],
+    validAfter: 0,
+    validBefore: 0,
+    caFingerprint: "",
+  };
+}
+
+export const SSHCertificate: MessageFns<SSHCertificate> = {
+  encode(message: SSHCertificate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certificate !== "") {
+      writer.uint32(10).string(message.certificate);
+    }
+    if (message.type !== 0) {
+      writer.uint32(16).int32(message.type);
+    }
+    if (message.serial !== "") {
+      writer.uint32(26).string(message.serial);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(34).string(message.keyId);
+    }
+    for (const v of message.principals) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.validAfter !== 0) {
+      writer.uint32(48).int64(message.validAfter);
+    }
+    if (message.validBefore !== 0) {
+      writer.uint32(56).int64(message.validBefore);
+    }
+    if (message.caFingerprint !== "") {
+      writer.uint32(66).string(message.caFingerprint);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SSHCertificate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSSHCertificate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.certificate = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.serial = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.principals.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.validAfter = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.validBefore = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.caFingerprint = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SSHCertificate {
+    return {
+      certificate: isSet(object.certificate) ? globalThis.String(object.certificate) : "",
+      type: isSet(object.type) ? sSHCertificateTypeFromJSON(object.type) : 0,
+      serial: isSet(object.serial) ? globalThis.String(object.serial) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      principals: globalThis.Array.isArray(object?.principals)
+        ? object.principals.map((e: any) => globalThis.String(e))
+        : [],
+      validAfter: isSet(object.validAfter)
+        ? globalThis.Number(object.validAfter)
+        : isSet(object.valid_after)
+        ? globalThis.Number(object.valid_after)
+        : 0,
+      validBefore: isSet(object.validBefore)
+        ? globalThis.Number(object.validBefore)
+        : isSet(object.valid_before)
+        ? globalThis.Number(object.valid_before)
+        : 0,
+      caFingerprint: isSet(object.caFingerprint)
+        ? globalThis.String(object.caFingerprint)
+        : isSet(object.ca_fingerprint)
+        ? globalThis.String(object.ca_fingerprint)
+        : "",
+    };
+  },
+
+  toJSON(message: SSHCertificate): unknown {
+    const obj: any = {};
+    if (message.certificate !== "") {
+      obj.certificate = message.certificate;
+    }
+    if (message.type !== 0) {
+      obj.type = sSHCertificateTypeToJSON(message.type);
+    }
+    if (message.serial !== "") {
+      obj.serial = message.serial;
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.principals?.length) {
+      obj.principals = message.principals;
+    }
+    if (message.validAfter !== 0) {
+      obj.validAfter = Math.round(message.validAfter);
+    }
+    if (message.validBefore !== 0) {
+      obj.validBefore = Math.round(message.validBefore);
+    }
+    if (message.caFingerprint !== "") {
+      obj.caFingerprint = message.caFingerprint;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SSHCertificate>, I>>(base?: I): SSHCertificate {
+    return SSHCertificate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SSHCertificate>, I>>(object: I): SSHCertificate {
+    const message = createBaseSSHCertificate();
+    message.certificate = object.certificate ?? "";
+    message.type = object.type ?? 0;
+    message.serial = object.serial ?? "";
+    message.keyId = object.keyId ?? "";
+    message.principals = object.principals?.map((e) => e) || [];
+    message.validAfter = object.validAfter ?? 0;
+    message.validBefore = object.validBefore ?? 0;
+    message.caFingerprint = object.caFingerprint ?? "";
+    return message;
+  },
+};
+
+function createBaseAgentSSH(): AgentSSH {
+  return { userCaKeys: [], hostCaKeys: [], hostPrincipals: [] };
+}
+
+export const AgentSSH: MessageFns<AgentSSH> = {
+  encode(message: AgentSSH, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.userCaKeys) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.hostCaKeys) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.hostPrincipals) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AgentSSH {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAgentSSH();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userCaKeys.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostCaKeys.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hostPrincipals.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AgentSSH {
+    return {
+      userCaKeys: globalThis.Array.isArray(object?.userCaKeys)
+        ? object.userCaKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.user_ca_keys)
+        ? object.user_ca_keys.map((e: any) => globalThis.String(e))
+        : [],
+      hostCaKeys: globalThis.Array.isArray(object?.hostCaKeys)
+        ? object.hostCaKeys.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.host_ca_keys)
+        ? object.host_ca_keys.map((e: any) => globalThis.String(e))
+        : [],
+      hostPrincipals: globalThis.Array.isArray(object?.hostPrincipals)
+        ? object.hostPrincipals.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.host_principals)
+        ? object.host_principals.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AgentSSH): unknown {
+    const obj: any = {};
+    if (message.userCaKeys?.length) {
+      obj.userCaKeys = message.userCaKeys;
+    }
+    if (message.hostCaKeys?.length) {
+      obj.hostCaKeys = message.hostCaKeys;
+    }
+    if (message.hostPrincipals?.length) {
+      obj.hostPrincipals = message.hostPrincipals;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AgentSSH>, I>>(base?: I): AgentSSH {
+    return AgentSSH.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AgentSSH>, I>>(object: I): AgentSSH {
+    const message = createBaseAgentSSH();
+    message.userCaKeys = object.userCaKeys?.map((e) => e) || [];
+    message.hostCaKeys = object.hostCaKeys?.map((e) => e) || [];
+    message.hostPrincipals = object.hostPrincipals?.map((e) => e) || [];
     return message;
   },
 };
