@@ -224,12 +224,19 @@ export class AgentIdentity {
   }
 
   #parse(chain: Buffer[], pkcs8: Buffer, what: string): AgentSvid {
+    const now = this.#o.clock.now();
+    let svid: AgentSvid;
     try {
-      return agentSvidFrom({ chain, keyPem: pemEncode('PRIVATE KEY', pkcs8), obtainedAt: this.#o.clock.now() }, this.#o.trustDomain, what);
+      svid = agentSvidFrom({ chain, keyPem: pemEncode('PRIVATE KEY', pkcs8), obtainedAt: now }, this.#o.trustDomain, what);
     } catch (e) {
       // The CA sent something unusable: not the operator's problem, retry later.
       throw new NodeApiError('BAD_RESPONSE', (e as Error).message, { cause: e });
     }
+    // Adopting it would mean attesting again at once, in a loop.
+    if (svid.notAfter <= now) {
+      throw new NodeApiError('BAD_RESPONSE', `${what} expired at ${svid.notAfter.toISOString()}, before it arrived: is this host's clock ahead of the CA's?`);
+    }
+    return svid;
   }
 
   #adopt(svid: AgentSvid, persist: boolean): void {

@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { buildAgentConfig, type AgentConfig } from '../../agent/config/config.js';
-import type { Entry, Selector } from '../../proto/gen/brevis/ca/v1/types.js';
+import { CreateJoinTokenRequest } from '../../proto/gen/brevis/ca/v1/admin.js';
+import { Entry, type Selector } from '../../proto/gen/brevis/ca/v1/types.js';
 import { TD, call, toPem, type TestCa } from './ca-harness.js';
 
 export { TD };
@@ -24,7 +25,7 @@ export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
 }
 
 export async function createJoinToken(t: TestCa, agentId = ''): Promise<{ token: string; agentId: string }> {
-  return call<object, { token: string; agentId: string }>(t.admin, 'createJoinToken', { agentId, ttlSeconds: 0 });
+  return call<object, { token: string; agentId: string }>(t.admin, 'createJoinToken', CreateJoinTokenRequest.fromPartial({ agentId, ttlSeconds: 0 }));
 }
 
 export function sel(text: string): Selector {
@@ -36,8 +37,9 @@ export async function createEntry(
   t: TestCa,
   e: { spiffeId: string; parentId: string; selectors: string[]; x509SvidTtl?: number; dnsNames?: string[]; hint?: string; id?: string },
 ): Promise<Entry> {
+  // fromPartial: the messages may grow fields (defaults are filled in).
   const res = await call<object, { entry: Entry }>(t.admin, 'createEntry', {
-    entry: {
+    entry: Entry.fromPartial({
       id: e.id ?? '',
       spiffeId: e.spiffeId,
       parentId: e.parentId,
@@ -45,11 +47,7 @@ export async function createEntry(
       x509SvidTtl: e.x509SvidTtl ?? 0,
       dnsNames: e.dnsNames ?? [],
       hint: e.hint ?? '',
-      admin: false,
-      expiresAt: 0,
-      revision: 0,
-      createdAt: 0,
-    },
+    }),
   });
   return res.entry;
 }
