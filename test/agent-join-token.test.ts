@@ -109,29 +109,33 @@ describe('join-token agent', () => {
   });
 
   it('refuses to start with an expired agent SVID and tells the operator to create a new join token', async () => {
-    const { t, dir } = await setup();
+    const t = await startTestCa({ agentSvidTtl: '30s' });
+    cleanups.push(() => t.cleanup());
+    const tmp = tempDir('brevis-agent-');
+    cleanups.push(tmp.cleanup);
     const { token } = await createJoinToken(t);
-    const config = agentConfig(t, dir, { joinToken: token });
-    const first = await startAgent(config, { logger: testLogger() });
-    const notAfter = first.agentSvid().notAfter;
+    const first = await startAgent(agentConfig(t, tmp.dir, { joinToken: token }), { logger: testLogger() });
     await first.close();
 
-    // Two hours later by the agent's clock, the stored one-hour SVID has expired.
-    const later: Clock = { now: () => new Date(notAfter.getTime() + 3_600_000), sleep: realClock.sleep };
-    const { joinToken: _spent, ...noToken } = { joinToken: token };
-    void _spent;
-    const withoutToken = agentConfig(t, dir, noToken);
-    const err = await rejection(startAgent(withoutToken, { logger: testLogger(), clock: later }));
-    expect(err).toBeInstanceOf(AgentSvidError);
-    expect((err as AgentSvidError).code).toBe('JOIN_TOKEN_REQUIRED');
-    expect((err as Error).message).toMatch(/expired at/);
-    expect((err as Error).message).toMatch(/brevis-ca token create/);
-    expect((err as Error).message).toMatch(/--join-token/);
-    expect((err as Error).message).not.toContain(token);
+    // The CA comes back issuing one-hour agent SVIDs; 40 s later by the
+    // agent's clock, the stored 30 s one has expired.
+    await t.stop();
+    const t2 = await startTestCa({ agentSvidTtl: '1h' }, t.dir);
+    cleanups.push(() => t2.stop());
+    const later: Clock = { now: () => new Date(Date.now() + 40_000), sleep: realClock.sleep };
+    for (const raw of [{}, { joinToken: token }]) {
+      const err = await rejection(startAgent(agentConfig(t2, tmp.dir, raw), { logger: testLogger(), clock: later }));
+      expect(err).toBeInstanceOf(AgentSvidError);
+      expect((err as AgentSvidError).code).toBe('JOIN_TOKEN_REQUIRED');
+      expect((err as Error).message).toMatch(/expired at/);
+      expect((err as Error).message).toMatch(/brevis-ca token create/);
+      expect((err as Error).message).toMatch(/--join-token/);
+      expect((err as Error).message).not.toContain(token);
+    }
 
     // With a new token it attests again, in the same data dir.
-    const fresh = await createJoinToken(t);
-    const renewed = track(await startAgent(agentConfig(t, dir, { joinToken: fresh.token }), { logger: testLogger(), clock: later }));
+    const fresh = await createJoinToken(t2);
+    const renewed = track(await startAgent(agentConfig(t2, tmp.dir, { joinToken: fresh.token }), { logger: testLogger(), clock: later }));
     expect(renewed.agentSvid().spiffeId).toBe(fresh.agentId);
   });
 

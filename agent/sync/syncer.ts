@@ -74,7 +74,7 @@ export class Syncer {
         onBatch: (minted) => cache.putSvids(minted),
       });
       cache.markReady();
-      this.#logFailures(outcome.failed, due.map((e) => e.id));
+      this.#logFailures(outcome.failed, due.map((e) => e.id), new Set(entries.map((e) => e.id)));
       const report = { entries: entries.length, ...changes, minted: outcome.minted.length, failed: outcome.failed };
       if (report.added + report.removed + report.updated + report.minted > 0) {
         const { failed, ...counts } = report;
@@ -132,7 +132,8 @@ export class Syncer {
     }
   }
 
-  #logFailures(failed: MintFailure[], attempted: string[]): void {
+  #logFailures(failed: MintFailure[], attempted: string[], current: ReadonlySet<string>): void {
+    for (const id of this.#reported.keys()) if (!current.has(id)) this.#reported.delete(id);
     for (const id of attempted) if (!failed.some((f) => f.entryId === id)) this.#reported.delete(id);
     for (const f of failed) {
       if (this.#reported.get(f.entryId) === f.message) continue;
