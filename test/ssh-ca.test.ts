@@ -8,72 +8,16 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signX509PopPayload, x509popPayload } from '../ca/attest/x509pop.js';
 import { decodeCertificateLine, parseCertificate } from '../ca/ssh/parse-certificate.js';
-import { formatAuthorizedKey, sshPublicKeyBlob } from '../ca/ssh/public-key.js';
+import { formatAuthorizedKey, parseAuthorizedKey, sshPublicKeyBlob } from '../ca/ssh/public-key.js';
 import { SshIssuer } from '../ca/ssh/ssh-issuer.js';
-import { parseAuthorizedKey } from '../ca/ssh/public-key.js';
 import { DEFAULT_USER_EXTENSIONS } from '../ca/ssh/options.js';
 import type { AttestX509PopResponse, FetchAuthorizedEntriesResponse } from '../proto/gen/brevis/ca/v1/node.js';
-import { SSHCertificateType, type Entry, type EntrySSH, type SSHCertificate } from '../proto/gen/brevis/ca/v1/types.js';
-import type { NodeServiceClient } from '../proto/gen/brevis/ca/v1/node.js';
+import { SSHCertificateType, type Entry, type EntrySSH } from '../proto/gen/brevis/ca/v1/types.js';
 import { call, newKey, nodeClient, startTestCa, TD, type TestCa } from './support/ca-harness.js';
+import { adminSign, attestWithHosts, caKeys, createEntry, expectGrpcError, HOST, SERVER, signHost, signUser, sshKeyLine, sshOf, USER, type Agent } from './support/ssh-harness.js';
 import { sshKeygenList } from './support/ssh-tools.js';
 
 const run = promisify(execFile);
-const USER = SSHCertificateType.SSH_CERTIFICATE_TYPE_USER;
-const HOST = SSHCertificateType.SSH_CERTIFICATE_TYPE_HOST;
-const SERVER = `spiffe://${TD}/brevis/server`;
-
-function expectGrpcError(p: Promise<unknown>, code: grpc.status, re?: RegExp) {
-  return p.then(
-    () => {
-      throw new Error(`expected gRPC status ${grpc.status[code]}, got success`);
-    },
-    (e: grpc.ServiceError) => {
-      expect(grpc.status[e.code]).toBe(grpc.status[code]);
-      if (re) expect(e.details).toMatch(re);
-    },
-  );
-}
-
-/** A fresh key as an authorized_keys line. */
-function sshKeyLine(type: 'ed25519' | 'ec' = 'ed25519'): string {
-  const { publicKey } = type === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return formatAuthorizedKey(sshPublicKeyBlob(publicKey), 'test@brevis');
-}
-
-interface Agent {
-  agentId: string;
-  client: NodeServiceClient;
-}
-
-/** Creates a join token (with SSH host names) and redeems it. */
-async function attestWithHosts(t: TestCa, hosts: string[], agentId = ''): Promise<Agent> {
-  const tok = await call<object, { token: string; sshHostPrincipals: string[] }>(t.admin, 'createJoinToken', { agentId, ttlSeconds: 0, ssh: { hostPrincipals: hosts } });
-  expect(tok.sshHostPrincipals).toEqual(hosts.map((h) => h.toLowerCase()));
-  const k = await newKey();
-  const anon = nodeClient(t);
-  try {
-    const res = await call<object, { svid: { spiffeId: string; certChain: Buffer[] } }>(anon, 'attestJoinToken', { token: tok.token, csr: k.csr });
-    return { agentId: res.svid.spiffeId, client: nodeClient(t, { chain: res.svid.certChain, key: k.privateKey }) };
-  } finally {
-    anon.close();
-  }
-}
-
-async function createEntry(t: TestCa, spiffeId: string, parentId: string, ssh?: EntrySSH, selectors = [{ type: 'unix', value: 'uid:1000' }]): Promise<Entry> {
-  const entry: Entry = { id: '', spiffeId, parentId, selectors, x509SvidTtl: 0, dnsNames: [], hint: '', admin: false, expiresAt: 0, revision: 0, createdAt: 0, ...(ssh ? { ssh } : {}) };
-  return (await call<object, { entry: Entry }>(t.admin, 'createEntry', { entry })).entry;
-}
-
-const sshOf = (over: Partial<EntrySSH>): EntrySSH => ({ principals: [], ttl: 0, forceCommand: '', sourceAddress: '', hostPrincipals: [], ...over });
-
-const signUser = (a: Agent, entryId: string, publicKey = sshKeyLine()) =>
-  call<object, { certificate: SSHCertificate }>(a.client, 'signSshUserCertificate', { entryId, publicKey }).then((r) => r.certificate);
-const signHost = (a: Agent, principals: string[], publicKey = sshKeyLine('ec')) =>
-  call<object, { certificate: SSHCertificate }>(a.client, 'signSshHostCertificate', { publicKey, principals }).then((r) => r.certificate);
-const adminSign = (t: TestCa, req: Record<string, unknown>) =>
-  call<object, { certificate: SSHCertificate }>(t.admin, 'signSshCertificate', { type: USER, publicKey: sshKeyLine(), principals: ['alice'], ttlSeconds: 0, keyId: '', forceCommand: '', sourceAddress: '', ...req }).then((r) => r.certificate);
-const caKeys = (t: TestCa, type: SSHCertificateType) => call<object, { publicKeys: string[] }>(t.admin, 'getSshcaKeys', { type }).then((r) => r.publicKeys);
 
 describe('SSH certificate authority', () => {
   let t: TestCa;
