@@ -211,6 +211,7 @@ describe('SSH subject public keys', () => {
     offCurve[offCurve.length - 1]! ^= 1;
     const cases: Array<[string, RegExp]> = [
       ['', /no public key/],
+      ['-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n', /private key: give the public key/],
       [`${SUBJECT_ED25519}\n${SUBJECT_P256}`, /exactly one/],
       ['ssh-ed25519', /type base64/],
       ['ssh-ed25519 not*base64', /not base64/],

@@ -76,11 +76,15 @@ export function entrySshLines(ssh: EntrySSH | undefined, formatTtl: (s: number) 
 }
 
 function readPublicKey(file: string): string {
+  let text: string;
   try {
-    return readFileSync(file, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new CliError(`cannot read public key file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  // Never send a private key to the CA, not even over the local socket.
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) throw new CliError(`${file} is a private key: give the public key (the .pub file)`);
+  return text;
 }
 
 function certJson(c: SSHCertificate, extra: Record<string, unknown> = {}) {

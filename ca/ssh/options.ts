@@ -46,7 +46,7 @@ export function validateUserPrincipal(p: string): string {
   if (Buffer.byteLength(p) > SSH_LIMITS.principalBytes || !USER_PRINCIPAL.test(p)) {
     throw new CaError(
       'INVALID_ARGUMENT',
-      `invalid SSH user principal '${shown(p)}': use letters, digits and . _ @ + = : - (up to ${SSH_LIMITS.principalBytes} bytes, not starting with - )`,
+      `invalid SSH user principal '${shown(p)}': use letters, digits and . _ @ + = : -, starting with a letter, digit, _ or . (at most ${SSH_LIMITS.principalBytes} bytes)`,
     );
   }
   return p;

@@ -41,6 +41,7 @@ const EC_CURVES = {
  */
 export function parseAuthorizedKey(text: string): SshPublicKey {
   if (Buffer.byteLength(text) > MAX_LINE_BYTES) throw invalid(`the public key is longer than ${MAX_LINE_BYTES} bytes`);
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) throw invalid('this is a private key: give the public key (the .pub file)');
   const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
   if (lines.length !== 1) {
     throw invalid(lines.length === 0 ? 'no public key given' : 'expected exactly one public key line (type base64 [comment])');
