@@ -198,10 +198,12 @@ function optionalNames(text: string, what: string): { sshHostPrincipals?: string
 }
 
 function parseStrings(text: string, what: string): string[] {
-  return parseJsonArray(text, what).map((v) => {
-    if (typeof v !== 'string') throw new StoreError('CORRUPT', `${what}: stored name is not a string`);
-    return v;
-  });
+  return stringArray(parseJsonArray(text, what), what);
+}
+
+function stringArray(v: unknown, what: string): string[] {
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new StoreError('CORRUPT', `${what}: stored names are malformed`);
+  return v as string[];
 }
 
 /** The stored JSON form of EntrySsh (the same keys). */
@@ -223,7 +225,7 @@ function parseEntrySsh(text: string, what: string): EntrySsh {
   } catch (err) {
     throw new StoreError('CORRUPT', `${what}: stored SSH settings do not parse`, { cause: err });
   }
-  const strings = (x: unknown) => parseStrings(JSON.stringify(Array.isArray(x) ? x : null), `${what} SSH settings`);
+  const strings = (x: unknown) => stringArray(x, `${what} SSH settings`);
   const nullableString = (x: unknown) => {
     if (x !== null && typeof x !== 'string') throw new StoreError('CORRUPT', `${what}: stored SSH option is malformed`);
     return x;
