@@ -136,4 +136,37 @@ describe('brevis-agent CLI', () => {
     expect(r.status).not.toBe(0);
     expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^brevis-agent: no agent SVID in .*--join-token.*--x509pop-cert/);
   });
+
+  it('writes files with which openssl s_server and s_client complete an mTLS handshake', async () => {
+    const a = path.join(dir, 'ossl-a');
+    const b = path.join(dir, 'ossl-b');
+    for (const d of [a, b]) expect((await runCliAsync(AGENT_BIN, ['api', 'fetch', 'x509', '--socket', socket, '--out-dir', d])).status).toBe(0);
+    const { spawn } = await import('node:child_process');
+    const { createServer } = await import('node:net');
+    const free = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const server = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${free}`, '-naccept', '1', '-cert', path.join(a, 'svid.pem'), '-cert_chain', path.join(a, 'svid.pem'), '-key', path.join(a, 'svid.key'), '-CAfile', path.join(a, 'bundle.pem'), '-Verify', '3', '-verify_return_error', '-x509_strict']);
+    let serverOut = '';
+    server.stdout.on('data', (d) => (serverOut += d));
+    server.stderr.on('data', (d) => (serverOut += d));
+    await waitFor(() => serverOut.includes('ACCEPT'), 10_000, 'openssl s_server to listen');
+    const client = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${free}`, '-cert', path.join(b, 'svid.pem'), '-cert_chain', path.join(b, 'svid.pem'), '-key', path.join(b, 'svid.key'), '-CAfile', path.join(b, 'bundle.pem'), '-verify', '3', '-verify_return_error', '-x509_strict', '-brief']);
+    let clientOut = '';
+    client.stdout.on('data', (d) => (clientOut += d));
+    client.stderr.on('data', (d) => (clientOut += d));
+    await waitFor(() => clientOut.includes('CONNECTION ESTABLISHED') || client.exitCode !== null, 10_000, 'openssl s_client to connect');
+    client.stdin.end('hello over mTLS\n');
+    const code = await new Promise<number | null>((r) => client.on('close', r));
+    await new Promise((r) => (server.exitCode !== null ? r(null) : server.on('close', r)));
+    expect(clientOut).toContain('CONNECTION ESTABLISHED');
+    expect(clientOut).toContain('Verification: OK');
+    expect(clientOut).toMatch(/Peer certificate: .*|Server certificate/);
+    expect(code).toBe(0);
+    expect(serverOut).toContain('hello over mTLS');
+    expect(serverOut).toMatch(/Client certificate/);
+  });
 });
