@@ -4,7 +4,7 @@
  * client to log in. Nothing here is a mock.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -181,9 +181,4 @@ export function sshLogin(opts: { port: number; user: string; key: string; cert: 
       resolve({ status: code ?? -1, stdout, stderr });
     });
   });
-}
-
-/** Reads a file as text (tiny helper for readability in tests). */
-export function text(file: string): string {
-  return readFileSync(file, 'utf8');
 }
