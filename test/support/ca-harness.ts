@@ -105,7 +105,8 @@ export function nodeClient(t: TestCa, svid?: { chain: Uint8Array[]; key: KeyObje
         { checkServerIdentity: checkCaServer(TD) },
       )
     : grpc.credentials.createSsl(roots, null, null, { checkServerIdentity: checkCaServer(TD) });
-  return new NodeServiceClient(`127.0.0.1:${t.ca.port}`, creds);
+  // SNI carries the trust domain: an IP address is not a valid server name (RFC 6066).
+  return new NodeServiceClient(`127.0.0.1:${t.ca.port}`, creds, { 'grpc.ssl_target_name_override': TD });
 }
 
 export interface TestAgent {
