@@ -116,6 +116,27 @@ ALTER TABLE agents ADD COLUMN ssh_host_principals TEXT NOT NULL DEFAULT '[]'
   CHECK (json_valid(ssh_host_principals) AND json_type(ssh_host_principals) = 'array');
 `,
   },
+  {
+    version: 3,
+    name: 'audit hash chain',
+    // Each record carries the previous record's hash and its own (see
+    // ca/audit/audit-hash.ts). Records written before this migration are
+    // chained once at open: the update trigger allows setting a NULL hash
+    // and nothing else.
+    sql: `
+ALTER TABLE audit ADD COLUMN prev_hash TEXT CHECK (prev_hash IS NULL OR length(prev_hash) = 64);
+ALTER TABLE audit ADD COLUMN hash TEXT CHECK (hash IS NULL OR length(hash) = 64);
+DROP TRIGGER audit_no_update;
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+WHEN OLD.hash IS NOT NULL OR NEW.hash IS NULL OR NEW.prev_hash IS NULL
+  OR NEW.seq IS NOT OLD.seq OR NEW.time_ms IS NOT OLD.time_ms OR NEW.caller IS NOT OLD.caller
+  OR NEW.action IS NOT OLD.action OR NEW.spiffe_id IS NOT OLD.spiffe_id OR NEW.serial IS NOT OLD.serial
+  OR NEW.not_after IS NOT OLD.not_after OR NEW.outcome IS NOT OLD.outcome OR NEW.detail IS NOT OLD.detail
+BEGIN
+  SELECT RAISE(ABORT, 'audit records are append-only');
+END;
+`,
+  },
 ];
 
 /** The schema version this code writes and understands. */

@@ -6,6 +6,7 @@ import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { realClock, type Clock } from '../../spiffe/clock.js';
 import { Db, toStoreError, type Session } from './db.js';
 import { migrate } from './migrations.js';
+import { appendChainedAudit, backfillAuditChain } from '../audit/sqlite-audit-chain.js';
 import {
   SELECT_AGENT,
   SELECT_ENTRY,
@@ -72,6 +73,7 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
     });
     const clock = options.clock ?? realClock;
     await migrate(db, () => clock.now().getTime());
+    await backfillAuditChain(db);
   } catch (err) {
     await db.close().catch(() => undefined);
     throw toStoreError(err, `cannot open store ${path}`);
@@ -111,6 +113,14 @@ export class SqliteStore implements Store {
 
   close(): Promise<void> {
     return this.#db.close();
+  }
+
+  /**
+   * @internal The connection, for the SQLite parts of other modules that must
+   * write in the same transactions (audit chain, authority journal).
+   */
+  get db(): Db {
+    return this.#db;
   }
 
   // Registration entries
@@ -288,16 +298,8 @@ export class SqliteStore implements Store {
 
   async appendAudit(records: AuditRecord[]): Promise<void> {
     if (records.length === 0) return;
-    await this.#db.transaction(async (s) => {
-      for (const r of records) {
-        // seq is left to AUTOINCREMENT: callers cannot choose or reuse one.
-        await s.runPrepared(
-          `INSERT INTO audit (time_ms, caller, action, spiffe_id, serial, not_after, outcome, detail)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-          [r.timeMs, r.caller, r.action, r.spiffeId, r.serial, r.notAfter, r.outcome, r.detail],
-        );
-      }
-    });
+    // Hash-chained under the write lock; seq is assigned by the chain, never by callers.
+    await this.#db.transaction((s) => appendChainedAudit(s, records));
   }
 
   listAudit(options: { sinceMs?: number; limit?: number } = {}): Promise<AuditRecord[]> {
