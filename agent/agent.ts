@@ -13,6 +13,7 @@ import { AgentConfigError, type AgentConfig } from './config/config.js';
 import { NodeChannel } from './node/channel.js';
 import { Mutex } from './node/mutex.js';
 import { NodeApi } from './node/node-api.js';
+import { AgentSsh, checkSshFiles } from './ssh/agent-ssh.js';
 import { AgentIdentity } from './svid/agent-identity.js';
 import type { AgentSvid } from './svid/agent-svid.js';
 import { ensureDataDir, loadStoredBundle, saveBundle } from './svid/storage.js';
@@ -38,6 +39,8 @@ export interface RunningAgent {
   readonly socketPath: string;
   /** The agent's current SVID (it changes on renewal). */
   agentSvid(): AgentSvid;
+  /** The SSH side: host certificate keeper, user certificate signer. */
+  readonly ssh: AgentSsh;
   /** Syncs with the CA now, outside the schedule. */
   syncNow(): Promise<SyncReport>;
   /** Resolves when the agent stops: with the error that stopped it, or null after close(). Never rejects. */
@@ -55,6 +58,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const clock = deps.clock ?? realClock;
   const backoff = deps.backoff ?? DEFAULT_BACKOFF;
   const { logger } = deps;
+  checkSshFiles(config.ssh);
   ensureDataDir(config.dataDir);
 
   const stored = loadStoredBundle(config.dataDir);
@@ -93,10 +97,21 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     onBundle: applyBundle,
     ...(deps.random ? { random: deps.random } : {}),
   });
+  const ssh = new AgentSsh({
+    config: config.ssh,
+    api,
+    lock,
+    entries: cache,
+    clock,
+    logger,
+    rotation: config.rotation,
+    backoff,
+    ...(deps.random ? { random: deps.random } : {}),
+  });
   let server: WorkloadApiServer;
   try {
     await identity.start(deps.signal);
-    server = await startWorkloadApiServer({ socketPath: config.socketPath, provider: cache, logger, clock });
+    server = await startWorkloadApiServer({ socketPath: config.socketPath, provider: cache, logger, clock, services: [ssh.service()] });
   } catch (e) {
     channel.close();
     cache.close();
@@ -114,6 +129,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     rotation: config.rotation,
     backoff,
     onBundle: applyBundle,
+    onSsh: (info) => ssh.applySync(info),
     ...(deps.random ? { random: deps.random } : {}),
   });
 
@@ -138,7 +154,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     logger.error({ err: err.message, code: (err as { code?: string }).code }, 'the agent stops');
     void close(err).then(() => deps.onFatal?.(err));
   };
-  const running = [identity.run(loops.signal).catch(fail), syncer.run(loops.signal).catch(fail)];
+  const running = [identity.run(loops.signal).catch(fail), syncer.run(loops.signal).catch(fail), ssh.run(loops.signal).catch(fail)];
   logger.info(
     { agentId: identity.current.spiffeId, server: config.serverAddress, socket: config.socketPath, syncIntervalSeconds: config.syncIntervalSeconds },
     'agent running',
@@ -148,6 +164,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     cache,
     socketPath: config.socketPath,
     agentSvid: () => identity.current,
+    ssh,
     syncNow: () => syncer.syncOnce(),
     stopped,
     close: () => close(null),

@@ -1,15 +1,16 @@
 #!/usr/bin/env node
 /**
  * brevis-agent: runs the node agent (`run`), and gives software that cannot
- * speak the Workload API its SVID as files (`api fetch x509`, `api watch`)
- * or a health probe (`healthcheck`). Failures print one line and exit
- * non-zero.
+ * speak the Workload API its SVID as files (`api fetch x509`, `api watch`),
+ * an SSH user certificate (`api ssh sign`) or a health probe
+ * (`healthcheck`). Failures print one line and exit non-zero.
  */
 import 'reflect-metadata';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../../spiffe/duration.js';
 import { healthcheck } from './healthcheck.js';
 import { runAgent } from './run.js';
+import { signSshUserCertificate } from './ssh-sign-command.js';
 import { fetchX509Files, watchX509Files } from './svid-files-command.js';
 
 const seconds = (v: string) => {
@@ -19,6 +20,8 @@ const seconds = (v: string) => {
     throw new InvalidArgumentError((e as Error).message);
   }
 };
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 const warn = (s: string) => process.stderr.write(`brevis-agent: ${s}\n`);
@@ -47,6 +50,11 @@ export function buildProgram(): Command {
     .option('--sync-interval <duration>', 'how often to sync with the CA (default 5s)')
     .option('--rotation-fraction <n>', 'renew when this fraction of the lifetime is left (default 0.5)')
     .option('--rotation-jitter <n>', 'random relative spread of the renewal point (default 0.1)')
+    .option('--ssh-host-key <file>', "the sshd host public key (.pub) to keep certified")
+    .option('--ssh-host-cert <file>', 'where to keep the SSH host certificate (sshd HostCertificate)')
+    .option('--ssh-host-principal <name>', "host name for the host certificate (repeatable; default: all of the node's)", collect)
+    .option('--ssh-trust-dir <dir>', 'keep trusted_user_ca_keys (sshd TrustedUserCAKeys) and known_hosts (@cert-authority) here')
+    .option('--ssh-reload-cmd <cmd>', 'command run with sh -c after each new host certificate (e.g. reload sshd)')
     .option('--config <file>', 'JSON config file (flags override it)')
     .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error']))
     .action(async (opts) => {
@@ -71,6 +79,17 @@ export function buildProgram(): Command {
       process.once('SIGINT', () => stop.abort());
       process.once('SIGTERM', () => stop.abort());
       await watchX509Files({ socket: opts.socket, outDir: opts.outDir, exec: opts.exec, signal: stop.signal }, out, warn);
+    });
+
+  const ssh = api.command('ssh').description('OpenSSH certificates for the calling workload');
+  withSocket(ssh.command('sign'))
+    .description("sign the public key with a user certificate for the caller's entry; write the -cert.pub line (0644)")
+    .requiredOption('--public-key <file>', 'the public key (.pub); a private key is refused without being sent')
+    .option('--out <file>', 'where to write the certificate (default: the key path with -cert.pub, as ssh looks for it)')
+    .option('--spiffe-id <id>', "which of the caller's identities (default: the first with SSH principals)")
+    .option('--timeout <duration>', 'give up after this long', seconds, 30)
+    .action(async (opts) => {
+      await signSshUserCertificate({ socket: opts.socket, publicKeyFile: opts.publicKey, out: opts.out, spiffeId: opts.spiffeId, timeoutMs: opts.timeout * 1000 }, out);
     });
 
   withSocket(program.command('healthcheck'))

@@ -23,6 +23,11 @@ export interface RunFlags {
   rotationFraction?: string;
   rotationJitter?: string;
   logLevel?: string;
+  sshHostKey?: string;
+  sshHostCert?: string;
+  sshHostPrincipal?: string[];
+  sshTrustDir?: string;
+  sshReloadCmd?: string;
 }
 
 export async function runAgent(flags: RunFlags): Promise<void> {

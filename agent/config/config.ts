@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { validateHostPrincipal } from '../../ca/ssh/options.js';
 import { parseDuration } from '../../spiffe/duration.js';
 import { parseTrustDomain } from '../../spiffe/id.js';
 
@@ -28,6 +29,25 @@ export interface RotationPolicy {
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
+/** The node's sshd host certificate, kept current by the agent. */
+export interface SshHostConfig {
+  /** Absolute; the sshd host public key (`.pub`). */
+  readonly keyFile: string;
+  /** Absolute; where the host certificate is written (sshd HostCertificate). */
+  readonly certFile: string;
+  /** Lower case; empty means every host name the admin bound to this agent. */
+  readonly principals: readonly string[];
+  /** Run with `sh -c` after each new host certificate (e.g. reload sshd); null for none. */
+  readonly reloadCommand: string | null;
+}
+
+export interface AgentSshConfig {
+  /** null: the agent keeps no host certificate. */
+  readonly host: SshHostConfig | null;
+  /** Absolute; where trusted_user_ca_keys and known_hosts are kept; null for none. */
+  readonly trustDir: string | null;
+}
+
 export interface AgentConfig {
   /** host:port of the CA's node API (TLS). */
   readonly serverAddress: string;
@@ -43,6 +63,11 @@ export interface AgentConfig {
   readonly syncIntervalSeconds: number;
   readonly rotation: RotationPolicy;
   readonly logLevel: LogLevel;
+  /**
+   * OpenSSH host certificate and trust files; absent when none is
+   * configured (user certificates for workloads need no setting).
+   */
+  readonly ssh?: AgentSshConfig;
 }
 
 export class AgentConfigError extends Error {
@@ -86,6 +111,12 @@ export const rawAgentConfigSchema = z
     rotationFraction: number.prefault(0.5),
     rotationJitter: number.prefault(0.1),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    sshHostKey: z.string().min(1).optional(),
+    sshHostCert: z.string().min(1).optional(),
+    // Repeatable flag (a list); a config file may give one name as a string.
+    sshHostPrincipal: z.union([z.string().min(1).transform((s) => [s]), z.array(z.string().min(1))]).optional(),
+    sshTrustDir: z.string().min(1).optional(),
+    sshReloadCmd: z.string().min(1).optional(),
   })
   .strict();
 
@@ -167,6 +198,8 @@ export function buildAgentConfig(raw: Record<string, unknown>): AgentConfig {
     throw new AgentConfigError('--socket takes a file path, not a unix:// URI');
   }
 
+  const ssh = buildSshConfig(c);
+
   return Object.freeze({
     serverAddress: c.server,
     trustDomain,
@@ -177,5 +210,36 @@ export function buildAgentConfig(raw: Record<string, unknown>): AgentConfig {
     syncIntervalSeconds: c.syncInterval,
     rotation: Object.freeze({ fraction: c.rotationFraction, jitter: c.rotationJitter }),
     logLevel: c.logLevel,
+    ...(ssh ? { ssh } : {}),
+  });
+}
+
+function buildSshConfig(c: z.output<typeof rawAgentConfigSchema>): AgentSshConfig | undefined {
+  const host = c.sshHostKey !== undefined || c.sshHostCert !== undefined;
+  if (host && (c.sshHostKey === undefined || c.sshHostCert === undefined)) {
+    throw new AgentConfigError('an SSH host certificate needs both --ssh-host-key (the sshd host public key) and --ssh-host-cert (where to write the certificate)');
+  }
+  if (!host && c.sshHostPrincipal !== undefined) throw new AgentConfigError('--ssh-host-principal needs --ssh-host-key and --ssh-host-cert');
+  if (!host && c.sshReloadCmd !== undefined) throw new AgentConfigError('--ssh-reload-cmd needs --ssh-host-key and --ssh-host-cert');
+  let principals: string[] = [];
+  try {
+    principals = [...new Set((c.sshHostPrincipal ?? []).map(validateHostPrincipal))];
+  } catch (e) {
+    throw new AgentConfigError(`--ssh-host-principal: ${(e as Error).message}`);
+  }
+  if (!host && c.sshTrustDir === undefined) return undefined;
+  if (host && path.resolve(c.sshHostKey!) === path.resolve(c.sshHostCert!)) {
+    throw new AgentConfigError('--ssh-host-cert must not be the host key file');
+  }
+  return Object.freeze({
+    host: host
+      ? Object.freeze({
+          keyFile: path.resolve(c.sshHostKey!),
+          certFile: path.resolve(c.sshHostCert!),
+          principals: Object.freeze(principals),
+          reloadCommand: c.sshReloadCmd ?? null,
+        })
+      : null,
+    trustDir: c.sshTrustDir !== undefined ? path.resolve(c.sshTrustDir) : null,
   });
 }

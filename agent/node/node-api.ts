@@ -11,8 +11,10 @@ import type {
   MintX509SVIDResult,
   NodeServiceClient,
   RenewAgentSVIDResponse,
+  SignSSHHostCertificateResponse,
+  SignSSHUserCertificateResponse,
 } from '../../proto/gen/brevis/ca/v1/node.js';
-import type { Bundle, Entry, X509SVID } from '../../proto/gen/brevis/ca/v1/types.js';
+import type { AgentSSH, Bundle, Entry, SSHCertificate, X509SVID } from '../../proto/gen/brevis/ca/v1/types.js';
 import { attestX509PopWith, type X509PopCredentials } from './attest-x509pop.js';
 import type { ChannelKind, NodeChannel } from './channel.js';
 import { NodeApiError, fromGrpcError } from './errors.js';
@@ -26,6 +28,8 @@ export interface AttestationResult {
 export interface AuthorizedEntries {
   entries: Entry[];
   bundle: Bundle;
+  /** SSH CA keys and the agent's host names; undefined from a CA without SSH. */
+  ssh?: AgentSSH | undefined;
 }
 
 type Callback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
@@ -66,7 +70,7 @@ export class NodeApi {
     if (!res.bundle || res.bundle.x509Authorities.length === 0) {
       throw new NodeApiError('BAD_RESPONSE', 'fetching authorized entries: the CA returned no bundle');
     }
-    return { entries: res.entries, bundle: res.bundle };
+    return { entries: res.entries, bundle: res.bundle, ssh: res.ssh };
   }
 
   /** One result per param, in order (an SVID or a status). */
@@ -78,6 +82,24 @@ export class NodeApi {
       throw new NodeApiError('BAD_RESPONSE', `minting SVIDs: asked for ${params.length}, the CA answered ${res.results.length} results`);
     }
     return res.results;
+  }
+
+  /** An OpenSSH user certificate for an authorized entry with SSH principals, for `publicKey` (an authorized_keys line). */
+  async signSshUserCertificate(entryId: string, publicKey: string): Promise<SSHCertificate> {
+    const res = await this.#unary<SignSSHUserCertificateResponse>('agent', 'signing an SSH user certificate', (c, md, o, cb) =>
+      c.signSshUserCertificate({ entryId, publicKey }, md, o, cb),
+    );
+    if (!res.certificate?.certificate) throw new NodeApiError('BAD_RESPONSE', 'signing an SSH user certificate: the CA returned no certificate');
+    return res.certificate;
+  }
+
+  /** An OpenSSH host certificate for the node's host key; `principals` empty means all host names bound to this agent. */
+  async signSshHostCertificate(publicKey: string, principals: readonly string[]): Promise<SSHCertificate> {
+    const res = await this.#unary<SignSSHHostCertificateResponse>('agent', 'signing an SSH host certificate', (c, md, o, cb) =>
+      c.signSshHostCertificate({ publicKey, principals: [...principals] }, md, o, cb),
+    );
+    if (!res.certificate?.certificate) throw new NodeApiError('BAD_RESPONSE', 'signing an SSH host certificate: the CA returned no certificate');
+    return res.certificate;
   }
 
   #unary<Res>(

@@ -7,7 +7,7 @@
  * valid meanwhile.
  */
 import type { Logger } from 'pino';
-import type { Bundle } from '../../proto/gen/brevis/ca/v1/types.js';
+import type { AgentSSH, Bundle } from '../../proto/gen/brevis/ca/v1/types.js';
 import type { Clock } from '../../spiffe/clock.js';
 import type { SvidCache } from '../cache/svid-cache.js';
 import type { RotationPolicy } from '../config/config.js';
@@ -31,6 +31,8 @@ export interface SyncerOptions {
   backoff: BackoffPolicy;
   /** Applies a bundle from the CA (store it, trust it, serve it). */
   onBundle: (bundle: Bundle) => void;
+  /** Told the SSH part of every sync (CA keys, host names); undefined from a CA without SSH. Must not throw. */
+  onSsh?: (ssh: AgentSSH | undefined) => void;
   maxBatch?: number;
   random?: () => number;
 }
@@ -61,8 +63,9 @@ export class Syncer {
   syncOnce(): Promise<SyncReport> {
     const { api, cache, clock, lock } = this.#o;
     return lock.run(async () => {
-      const { entries, bundle } = await api.fetchAuthorizedEntries();
+      const { entries, bundle, ssh } = await api.fetchAuthorizedEntries();
       this.#o.onBundle(bundle);
+      this.#o.onSsh?.(ssh);
       const changes = cache.setEntries(entries);
       const due = cache.due(clock.now());
       const outcome = await mintSvids(due, {

@@ -39,7 +39,26 @@ export interface WorkloadApiServerOptions {
   clock?: Clock;
   /** Default 2000. */
   shutdownGraceMs?: number;
+  /**
+   * More services served on the same socket (never inside SpiffeWorkloadAPI),
+   * e.g. SSH certificates. Each is built with the server's per-call
+   * attestation, so callers are identified from kernel credentials only.
+   */
+  services?: readonly ExtraServiceFactory[];
 }
+
+/**
+ * Attests the caller of a call on this socket, per call: its selectors, or
+ * undefined when its connection is gone. Rejects with the attestor's error
+ * (an AttestationError when the caller could not be attested).
+ */
+export type CallAttestor = (call: { getPeer(): string }) => Promise<string[] | undefined>;
+
+/** A service to serve next to the Workload API, built from the server's attestor. */
+export type ExtraServiceFactory = (attestCall: CallAttestor) => {
+  definition: grpc.ServiceDefinition;
+  implementation: grpc.UntypedServiceImplementation;
+};
 
 export interface WorkloadApiServer {
   /** The socket path served (resolved to absolute). */
@@ -87,6 +106,11 @@ export async function startWorkloadApiServer(opts: WorkloadApiServerOptions): Pr
   });
   grpcServer.addService(workloadApiDefinition, handlers.implementation());
   grpcServer.addService(HealthServiceDefinition, health.handlers());
+  const attestCall: CallAttestor = (call) => peers.use(call.getPeer(), attest);
+  for (const build of opts.services ?? []) {
+    const { definition, implementation } = build(attestCall);
+    grpcServer.addService(definition, implementation);
+  }
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
 
   // Changes come in bursts (a sync touches many entries): invalidate at once so
