@@ -12,15 +12,12 @@
 import { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { certsToPem, pemEncode } from './pem.js';
 
 export const SVID_FILE = 'svid.pem';
 export const KEY_FILE = 'svid.key';
 export const BUNDLE_FILE = 'bundle.pem';
 
-function pem(label: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64').replace(/.{1,64}/g, '$&\n');
-  return `-----BEGIN ${label}-----\n${b64}-----END ${label}-----\n`;
-}
 
 /** Writes `data` to `file` atomically with `mode`. */
 export function writeFileAtomic(file: string, data: string | Uint8Array, mode: number): void {
@@ -53,7 +50,7 @@ export interface SvidFiles {
 
 export function writeSvidFiles(dir: string, files: SvidFiles): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileAtomic(path.join(dir, KEY_FILE), pem('PRIVATE KEY', files.key), 0o600);
-  writeFileAtomic(path.join(dir, BUNDLE_FILE), files.bundle.map((d) => pem('CERTIFICATE', d)).join(''), 0o644);
-  writeFileAtomic(path.join(dir, SVID_FILE), files.chain.map((d) => pem('CERTIFICATE', d)).join(''), 0o644);
+  writeFileAtomic(path.join(dir, KEY_FILE), pemEncode('PRIVATE KEY', files.key), 0o600);
+  writeFileAtomic(path.join(dir, BUNDLE_FILE), certsToPem(files.bundle), 0o644);
+  writeFileAtomic(path.join(dir, SVID_FILE), certsToPem(files.chain), 0o644);
 }

@@ -10,6 +10,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../../spiffe/duration.js';
 import { parseSelector, SelectorError } from '../../spiffe/selector.js';
 import { writeSvidFiles } from '../../spiffe/svid-files.js';
+import { certsToPem } from '../../spiffe/pem.js';
 import { toSpiffeJwks, X509Bundle } from '../../spiffe/bundle.js';
 import { createCsr } from '../x509/csr.js';
 import type { Entry } from '../../proto/gen/brevis/ca/v1/types.js';
@@ -187,7 +188,7 @@ export function buildProgram(): Command {
       const res = await withAdmin(opts, (api) => api.call<unknown, { bundle: import('../../proto/gen/brevis/ca/v1/types.js').Bundle }>('getBundle', {}));
       const b = new X509Bundle({ trustDomain: res.bundle.trustDomain, authorities: res.bundle.x509Authorities, sequence: res.bundle.sequence, refreshHintSeconds: res.bundle.refreshHintSeconds });
       if (opts.format === 'spiffe') out(JSON.stringify(toSpiffeJwks(b), null, 2));
-      else out(res.bundle.x509Authorities.map((d) => pemCert(d)).join(''));
+      else out(certsToPem(res.bundle.x509Authorities));
     });
 
   const x509 = program.command('x509').description('X.509-SVIDs');
@@ -235,9 +236,6 @@ export function buildProgram(): Command {
   return program;
 }
 
-function pemCert(der: Uint8Array): string {
-  return `-----BEGIN CERTIFICATE-----\n${Buffer.from(der).toString('base64').replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE-----\n`;
-}
 
 export async function main(argv: string[]): Promise<number> {
   try {

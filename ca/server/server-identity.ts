@@ -10,14 +10,12 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../../spiffe/clock.js';
 import type { MintedSvid, SvidMinter } from '../api/context.js';
 import { serverId } from '../authz/authorized-entries.js';
+import { certsToPem } from '../../spiffe/pem.js';
 
 type Provider = grpc.experimental.CertificateProvider;
 type CaListener = grpc.experimental.CaCertificateUpdateListener;
 type IdListener = grpc.experimental.IdentityCertificateUpdateListener;
 
-function toPem(label: string, der: Uint8Array): string {
-  return `-----BEGIN ${label}-----\n${Buffer.from(der).toString('base64').replace(/.{1,64}/g, '$&\n')}-----END ${label}-----\n`;
-}
 
 export class ServerIdentity implements Provider {
   private caListeners = new Set<CaListener>();
@@ -48,7 +46,7 @@ export class ServerIdentity implements Provider {
   }
 
   setRoots(roots: Buffer[]): void {
-    this.ca = { caCertificate: Buffer.from(roots.map((r) => toPem('CERTIFICATE', r)).join('')) };
+    this.ca = { caCertificate: Buffer.from(certsToPem(roots)) };
     for (const l of this.caListeners) l(this.ca);
   }
 
@@ -62,7 +60,7 @@ export class ServerIdentity implements Provider {
     });
     this.current = svid;
     this.id = {
-      certificate: Buffer.from(svid.chain.map((c) => toPem('CERTIFICATE', c)).join('')),
+      certificate: Buffer.from(certsToPem(svid.chain)),
       privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }) as Buffer,
     };
     for (const l of this.idListeners) l(this.id);

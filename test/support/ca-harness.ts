@@ -14,6 +14,7 @@ import { startCa, type RunningCa } from '../../ca/server/ca.js';
 import { AdminServiceClient } from '../../proto/gen/brevis/ca/v1/admin.js';
 import { NodeServiceClient } from '../../proto/gen/brevis/ca/v1/node.js';
 import { createCsr } from '../../ca/x509/csr.js';
+import { certsToPem } from '../../spiffe/pem.js';
 
 export const TD = 'example.org';
 
@@ -71,7 +72,7 @@ export function call<Req, Res>(client: grpc.Client, method: string, req: Req): P
 }
 
 export function toPem(ders: Uint8Array[]): string {
-  return ders.map((d) => `-----BEGIN CERTIFICATE-----\n${Buffer.from(d).toString('base64').replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE-----\n`).join('');
+  return certsToPem(ders);
 }
 
 export interface KeyPair {
