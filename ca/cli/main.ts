@@ -19,6 +19,7 @@ import { CliError } from './cli-error.js';
 import { printAgents, printEntries, printEntry } from './output.js';
 import { runCa } from './run.js';
 import { addEntrySshOptions, entrySshFromFlags, registerSshCommands } from './ssh-commands.js';
+import { registerAuditCommands } from './audit-commands.js';
 
 const durationArg = (v: string) => {
   try {
@@ -224,6 +225,7 @@ export function buildProgram(): Command {
     });
 
   registerSshCommands(program, { withSocket, withAdmin, out, json, durationArg, collect });
+  registerAuditCommands(program, { withSocket, out, json });
 
   withSocket(program.command('healthcheck'))
     .description('exit 0 when the CA is serving')

@@ -25,6 +25,9 @@ import { createAdminService } from '../api/admin-service.js';
 import type { CaContext } from '../api/context.js';
 import { ServerIdentity } from './server-identity.js';
 import { HealthService } from '../../agent/workload-api/health.js';
+import { AuditServiceService } from '../../proto/gen/brevis/ca/v1/audit.js';
+import { createAuditService } from '../api/audit-service.js';
+import { readAuditChain } from '../audit/sqlite-audit-chain.js';
 
 /** gRPC message size limit for the node and admin APIs (a batch of 1,000 CSRs fits). */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
@@ -124,6 +127,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
 
     const adminServer = new grpc.Server(serverOptions);
     adminServer.addService(AdminServiceService, createAdminService(ctx));
+    adminServer.addService(AuditServiceService, createAuditService({ read: (o) => readAuditChain(store.db, o), logger }));
     adminServer.addService(HealthServiceDef, health.handlers());
     if (existsSync(config.adminSocket)) unlinkSync(config.adminSocket);
     mkdirSync(path.dirname(config.adminSocket), { recursive: true, mode: 0o700 });
