@@ -66,6 +66,11 @@ export function buildProgram(): Command {
     .option('--kek-file <file>', 'key-encryption key file: CA keys are encrypted at rest with it')
     .option('--kek-passphrase-env <var>', 'environment variable holding a key-encryption passphrase')
     .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error']))
+    .option('--metrics <host:port>', 'serve Prometheus metrics on http://HOST:PORT/metrics (default off)')
+    .option('--dashboard <host:port>', 'serve the read-only web dashboard (default off; loopback only without --dashboard-client-ca)')
+    .option('--dashboard-tls-cert <file>', 'dashboard over HTTPS: server certificate chain (PEM)')
+    .option('--dashboard-tls-key <file>', 'dashboard over HTTPS: server private key (PEM)')
+    .option('--dashboard-client-ca <file>', 'dashboard over HTTPS: CA certificates (PEM) that issue admin client certificates; required to listen beyond loopback')
     .action(async (opts) => {
       await runCa(opts);
     });

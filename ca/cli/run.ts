@@ -16,6 +16,11 @@ interface RunFlags {
   kekFile?: string;
   kekPassphraseEnv?: string;
   logLevel?: string;
+  metrics?: string;
+  dashboard?: string;
+  dashboardTlsCert?: string;
+  dashboardTlsKey?: string;
+  dashboardClientCa?: string;
 }
 
 export async function runCa(flags: RunFlags): Promise<void> {

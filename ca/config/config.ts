@@ -7,6 +7,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseDuration } from '../../spiffe/duration.js';
 import { parseTrustDomain } from '../../spiffe/id.js';
+import { isLoopbackHost, parseListenAddress } from '../metrics/listen-address.js';
 
 export type CaKeyType = 'ec-p256' | 'ec-p384' | 'ed25519';
 
@@ -40,6 +41,17 @@ export interface CaConfig {
   /** Key-encryption for CA keys at rest: a passphrase, a key file, or none. */
   readonly kek: { passphrase: string } | { keyFile: string } | null;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /** host:port of the Prometheus endpoint, or null (off). */
+  readonly metricsListen: string | null;
+  /** The read-only web dashboard, or null (off). */
+  readonly dashboard: DashboardConfig | null;
+}
+
+export interface DashboardConfig {
+  /** host:port; a loopback address unless `tls` is set. */
+  readonly listen: string;
+  /** HTTPS that requires an admin client certificate issued by `clientCaFile`; null: plain HTTP on loopback. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string } | null;
 }
 
 const duration = z.string().transform((s, ctx) => {
@@ -50,6 +62,16 @@ const duration = z.string().transform((s, ctx) => {
     return z.NEVER;
   }
 });
+
+const hostPort = (what: string) =>
+  z.string().refine((s) => {
+    try {
+      parseListenAddress(s);
+      return true;
+    } catch {
+      return false;
+    }
+  }, `${what} must be HOST:PORT`);
 
 /** The raw shape accepted from a JSON config file and from flags (flags win). */
 export const rawCaConfigSchema = z
@@ -78,6 +100,11 @@ export const rawCaConfigSchema = z
     kekPassphraseEnv: z.string().min(1).optional(),
     kekFile: z.string().min(1).optional(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    metrics: hostPort('metrics').optional(),
+    dashboard: hostPort('dashboard').optional(),
+    dashboardTlsCert: z.string().min(1).optional(),
+    dashboardTlsKey: z.string().min(1).optional(),
+    dashboardClientCa: z.string().min(1).optional(),
   })
   .strict();
 
@@ -144,6 +171,7 @@ export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessE
     kek = { passphrase: v };
   }
   const dataDir = path.resolve(c.dataDir);
+  const dashboard = dashboardConfig(c);
   return Object.freeze({
     dataDir,
     trustDomain,
@@ -168,5 +196,31 @@ export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessE
     x509popCaBundle: c.x509popCaBundle ? path.resolve(c.x509popCaBundle) : null,
     kek,
     logLevel: c.logLevel,
+    metricsListen: c.metrics ?? null,
+    dashboard,
   });
+}
+
+/** The dashboard shows the CA's state to whoever reaches it: loopback only, unless admin client certificates are required. */
+function dashboardConfig(c: { dashboard?: string; dashboardTlsCert?: string; dashboardTlsKey?: string; dashboardClientCa?: string }): DashboardConfig | null {
+  const tlsKeys = [c.dashboardTlsCert, c.dashboardTlsKey, c.dashboardClientCa];
+  if (!c.dashboard) {
+    if (tlsKeys.some((v) => v !== undefined)) throw new ConfigError('dashboardTlsCert, dashboardTlsKey and dashboardClientCa need --dashboard HOST:PORT');
+    return null;
+  }
+  if (tlsKeys.some((v) => v !== undefined) && tlsKeys.some((v) => v === undefined)) {
+    throw new ConfigError('an HTTPS dashboard needs all three of --dashboard-tls-cert, --dashboard-tls-key and --dashboard-client-ca');
+  }
+  const tls = c.dashboardTlsCert && c.dashboardTlsKey && c.dashboardClientCa
+    ? Object.freeze({ certFile: path.resolve(c.dashboardTlsCert), keyFile: path.resolve(c.dashboardTlsKey), clientCaFile: path.resolve(c.dashboardClientCa) })
+    : null;
+  const { host } = parseListenAddress(c.dashboard);
+  if (!tls && !isLoopbackHost(host)) {
+    throw new ConfigError(
+      `--dashboard ${c.dashboard}: without an admin client certificate the dashboard listens on loopback only ` +
+        '(127.0.0.1, [::1] or localhost); to serve it on another address require client certificates with ' +
+        '--dashboard-client-ca, --dashboard-tls-cert and --dashboard-tls-key',
+    );
+  }
+  return Object.freeze({ listen: c.dashboard, tls });
 }

@@ -28,6 +28,11 @@ import { HealthService } from '../../agent/workload-api/health.js';
 import { AuditServiceService } from '../../proto/gen/brevis/ca/v1/audit.js';
 import { createAuditService } from '../api/audit-service.js';
 import { readAuditChain } from '../audit/sqlite-audit-chain.js';
+import { ADMIN_CALLER } from '../api/admin-service.js';
+import { CaMetrics } from '../metrics/ca-metrics.js';
+import { edgeInterceptor, tlsPeerCaller } from '../metrics/grpc-edge.js';
+import { meterMinter, meterSshIssuer } from '../metrics/metered.js';
+import { startMetricsServer } from '../metrics/metrics-server.js';
 
 /** gRPC message size limit for the node and admin APIs (a batch of 1,000 CSRs fits). */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
@@ -41,6 +46,10 @@ export interface RunningCa {
   authority: X509Authority;
   /** The SSH user and host CAs. */
   sshAuthority: SshAuthority;
+  /** Counters and histories fed by the gRPC edge and issuance (also the rotation hook: `metrics.observeRotation`). */
+  metrics: CaMetrics;
+  /** Port of the Prometheus endpoint, or null when `metricsListen` is off. */
+  metricsPort: number | null;
   close(): Promise<void>;
 }
 
@@ -74,9 +83,11 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       intermediateTtlSeconds: config.intermediateTtlSeconds,
       logger,
     });
-    const minter = new X509Minter({ authority, clock, backdateSeconds: config.backdateSeconds });
+    const metrics = new CaMetrics({ clock });
+    metrics.watchStore(store, clock);
+    const minter = meterMinter(new X509Minter({ authority, clock, backdateSeconds: config.backdateSeconds }), metrics);
     const sshAuthority = await SshAuthority.open({ store, keys, clock, trustDomain: config.trustDomain, keyType: config.sshKeyType, logger });
-    const sshIssuer = new SshIssuer({ authority: sshAuthority, clock, backdateSeconds: config.backdateSeconds });
+    const sshIssuer = meterSshIssuer(new SshIssuer({ authority: sshAuthority, clock, backdateSeconds: config.backdateSeconds }), metrics);
     const x509popCas = config.x509popCaBundle ? loadPemCerts(config.x509popCaBundle) : null;
     const ctx: CaContext = {
       trustDomain: config.trustDomain,
@@ -116,7 +127,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     };
-    const nodeServer = new grpc.Server(serverOptions);
+    const nodeServer = new grpc.Server({ ...serverOptions, interceptors: [edgeInterceptor({ logger, observer: metrics, caller: tlsPeerCaller })] });
     nodeServer.addService(NodeServiceService, createNodeService(ctx));
     nodeServer.addService(HealthServiceDef, health.handlers());
     // Client certificates are requested but not required: attestation RPCs
@@ -125,7 +136,10 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     const port = await bind(nodeServer, config.listen, creds);
     closers.push(() => shutdown(nodeServer));
 
-    const adminServer = new grpc.Server(serverOptions);
+    const adminServer = new grpc.Server({
+      ...serverOptions,
+      interceptors: [edgeInterceptor({ logger, observer: metrics, caller: () => ADMIN_CALLER, okLevel: 'info' })],
+    });
     adminServer.addService(AdminServiceService, createAdminService(ctx));
     adminServer.addService(AuditServiceService, createAuditService({ read: (o) => readAuditChain(store.db, o), logger }));
     adminServer.addService(HealthServiceDef, health.handlers());
@@ -135,9 +149,17 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     chmodSync(config.adminSocket, 0o600);
     closers.push(() => shutdown(adminServer));
 
+    let metricsPort: number | null = null;
+    if (config.metricsListen) {
+      metrics.enableProcessMetrics();
+      const m = await startMetricsServer({ listen: config.metricsListen, registry: metrics.registry, logger });
+      closers.push(() => m.close());
+      metricsPort = m.port;
+    }
+
     health.setStatus('', 'SERVING');
     logger.info(
-      { trustDomain: config.trustDomain, listen: config.listen, port, adminSocket: config.adminSocket, intermediate: authority.signing().record.id },
+      { trustDomain: config.trustDomain, listen: config.listen, port, adminSocket: config.adminSocket, intermediate: authority.signing().record.id, metricsPort },
       'CA serving',
     );
     return {
@@ -147,6 +169,8 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       store,
       authority,
       sshAuthority,
+      metrics,
+      metricsPort,
       close: async () => {
         health.setStatus('', 'NOT_SERVING');
         await closeAll();
