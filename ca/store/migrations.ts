@@ -137,6 +137,59 @@ BEGIN
 END;
 `,
   },
+  {
+    version: 4,
+    name: 'authority life cycle',
+    // Trust bookkeeping on each authority (ca/rotation/): the bundle
+    // sequence from which relying parties trust it, when it retired, until
+    // when it stays trusted, and when it left trust. One journal of
+    // transitions; certificates of intermediates cross-signed by another
+    // root; what each agent last reported (bundle applied, credentials held
+    // per authority). At most one active authority per kind: a database
+    // left with two by an older version keeps the newest.
+    sql: `
+ALTER TABLE authorities ADD COLUMN trusted_since_seq INTEGER;
+ALTER TABLE authorities ADD COLUMN retired_at INTEGER;
+ALTER TABLE authorities ADD COLUMN trust_until INTEGER;
+ALTER TABLE authorities ADD COLUMN untrusted_at INTEGER;
+UPDATE authorities SET trusted_since_seq = 1 WHERE state <> 'revoked';
+UPDATE authorities SET state = 'retired', retired_at = created_at, trust_until = not_after
+WHERE state = 'active' AND EXISTS (
+  SELECT 1 FROM authorities b WHERE b.kind = authorities.kind AND b.state = 'active'
+    AND (b.not_before > authorities.not_before OR (b.not_before = authorities.not_before AND b.id > authorities.id)));
+CREATE UNIQUE INDEX authorities_one_active ON authorities (kind) WHERE state = 'active';
+
+CREATE TABLE authority_cross_certs (
+  subject_id TEXT    NOT NULL,
+  issuer_id  TEXT    NOT NULL,
+  der        BLOB    NOT NULL,
+  not_after  INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (subject_id, issuer_id)
+) STRICT;
+
+CREATE TABLE authority_journal (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  started_ms   INTEGER NOT NULL,
+  finished_ms  INTEGER,
+  kind         TEXT    NOT NULL CHECK (kind IN ('x509-root', 'x509-intermediate', 'ssh-user', 'ssh-host')),
+  action       TEXT    NOT NULL,
+  authority_id TEXT,
+  caller       TEXT    NOT NULL,
+  status       TEXT    NOT NULL CHECK (status IN ('pending', 'done', 'rolled_back')),
+  plan         TEXT    NOT NULL CHECK (json_valid(plan) AND json_type(plan) = 'object'),
+  detail       TEXT
+) STRICT;
+CREATE INDEX authority_journal_pending ON authority_journal (status) WHERE status = 'pending';
+
+CREATE TABLE agent_status (
+  agent_id        TEXT    NOT NULL PRIMARY KEY,
+  bundle_sequence INTEGER NOT NULL,
+  holdings        TEXT    NOT NULL CHECK (json_valid(holdings) AND json_type(holdings) = 'object'),
+  reported_at     INTEGER NOT NULL
+) STRICT;
+`,
+  },
 ];
 
 /** The schema version this code writes and understands. */
