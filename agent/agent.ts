@@ -13,6 +13,8 @@ import { AgentConfigError, type AgentConfig } from './config/config.js';
 import { NodeChannel } from './node/channel.js';
 import { Mutex } from './node/mutex.js';
 import { NodeApi } from './node/node-api.js';
+import { AgentMetrics } from './metrics/agent-metrics.js';
+import { startMetricsServer, type MetricsServer } from '../ca/metrics/metrics-server.js';
 import { AgentSsh, checkSshFiles } from './ssh/agent-ssh.js';
 import { AgentIdentity } from './svid/agent-identity.js';
 import type { AgentSvid } from './svid/agent-svid.js';
@@ -45,6 +47,8 @@ export interface RunningAgent {
   syncNow(): Promise<SyncReport>;
   /** Resolves when the agent stops: with the error that stopped it, or null after close(). Never rejects. */
   readonly stopped: Promise<Error | null>;
+  /** Port of the Prometheus endpoint, or null when `metricsListen` is off. */
+  readonly metricsPort: number | null;
   close(): Promise<void>;
 }
 
@@ -64,7 +68,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const stored = loadStoredBundle(config.dataDir);
   const roots = stored ?? readBootstrapBundle(config);
   const channel = new NodeChannel({ address: config.serverAddress, trustDomain: config.trustDomain, roots });
-  const api = new NodeApi(channel);
+  const metrics = config.metricsListen ? new AgentMetrics({ clock }) : null;
+  const api = metrics ? metrics.meterNodeApi(new NodeApi(channel)) : new NodeApi(channel);
   const lock = new Mutex();
   const cache = new SvidCache({ trustDomain: config.trustDomain, roots, clock });
 
@@ -109,14 +114,26 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     ...(deps.random ? { random: deps.random } : {}),
   });
   let server: WorkloadApiServer;
+  let metricsServer: MetricsServer | null = null;
   try {
+    // Serving metrics first shows a first attestation that keeps failing.
+    if (metrics && config.metricsListen) metricsServer = await startMetricsServer({ listen: config.metricsListen, registry: metrics.registry, logger });
     await identity.start(deps.signal);
-    server = await startWorkloadApiServer({ socketPath: config.socketPath, provider: cache, logger, clock, services: [ssh.service()] });
+    server = await startWorkloadApiServer({
+      socketPath: config.socketPath,
+      provider: cache,
+      logger,
+      clock,
+      services: [ssh.service()],
+      ...(metrics ? { interceptors: [metrics.interceptor()] } : {}),
+    });
   } catch (e) {
+    await metricsServer?.close();
     channel.close();
     cache.close();
     throw e;
   }
+  metrics?.watch({ cache, agentSvid: () => identity.current, server });
 
   const syncer = new Syncer({
     api,
@@ -142,6 +159,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       loops.abort();
       await Promise.allSettled(running);
       await server.close();
+      await metricsServer?.close();
       cache.close();
       channel.close();
       resolveStopped(reason);
@@ -167,6 +185,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     ssh,
     syncNow: () => syncer.syncOnce(),
     stopped,
+    metricsPort: metricsServer?.port ?? null,
     close: () => close(null),
   };
 }

@@ -57,6 +57,7 @@ export function buildProgram(): Command {
     .option('--ssh-reload-cmd <cmd>', 'command run with sh -c after each new host certificate (e.g. reload sshd)')
     .option('--config <file>', 'JSON config file (flags override it)')
     .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error']))
+    .option('--metrics <host:port>', 'serve Prometheus metrics on http://HOST:PORT/metrics (default off)')
     .action(async (opts) => {
       await runAgent(opts);
     });

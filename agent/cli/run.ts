@@ -23,6 +23,7 @@ export interface RunFlags {
   rotationFraction?: string;
   rotationJitter?: string;
   logLevel?: string;
+  metrics?: string;
   sshHostKey?: string;
   sshHostCert?: string;
   sshHostPrincipal?: string[];

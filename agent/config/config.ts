@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { validateHostPrincipal } from '../../ca/ssh/options.js';
+import { parseListenAddress } from '../../ca/metrics/listen-address.js';
 import { parseDuration } from '../../spiffe/duration.js';
 import { parseTrustDomain } from '../../spiffe/id.js';
 
@@ -68,6 +69,8 @@ export interface AgentConfig {
    * configured (user certificates for workloads need no setting).
    */
   readonly ssh?: AgentSshConfig;
+  /** host:port of the Prometheus endpoint; absent: off. */
+  readonly metricsListen?: string;
 }
 
 export class AgentConfigError extends Error {
@@ -111,6 +114,16 @@ export const rawAgentConfigSchema = z
     rotationFraction: number.prefault(0.5),
     rotationJitter: number.prefault(0.1),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    metrics: z
+      .string()
+      .refine((s) => {
+        try {
+          return parseListenAddress(s).port >= 0;
+        } catch {
+          return false;
+        }
+      }, 'must be HOST:PORT')
+      .optional(),
     sshHostKey: z.string().min(1).optional(),
     sshHostCert: z.string().min(1).optional(),
     // Repeatable flag (a list); a config file may give one name as a string.
@@ -211,6 +224,7 @@ export function buildAgentConfig(raw: Record<string, unknown>): AgentConfig {
     rotation: Object.freeze({ fraction: c.rotationFraction, jitter: c.rotationJitter }),
     logLevel: c.logLevel,
     ...(ssh ? { ssh } : {}),
+    ...(c.metrics ? { metricsListen: c.metrics } : {}),
   });
 }
 

@@ -45,6 +45,8 @@ export interface WorkloadApiServerOptions {
    * attestation, so callers are identified from kernel credentials only.
    */
   services?: readonly ExtraServiceFactory[];
+  /** gRPC server interceptors for every call on the socket (metrics). */
+  interceptors?: grpc.ServerInterceptor[];
 }
 
 /**
@@ -65,6 +67,8 @@ export interface WorkloadApiServer {
   readonly socketPath: string;
   /** Number of open FetchX509SVID/FetchX509Bundles streams. */
   openStreams(): number;
+  /** Connections open now, and accepted since start. */
+  connections(): { open: number; accepted: number };
   /**
    * Stops accepting, ends open streams with Unavailable, lets calls finish
    * for the grace period, then cuts what remains. Resolves once the socket is
@@ -103,6 +107,7 @@ export async function startWorkloadApiServer(opts: WorkloadApiServerOptions): Pr
   const grpcServer = new grpc.Server({
     // Requests are a few hundred bytes; refuse anything large before decoding it.
     'grpc.max_receive_message_length': 64 * 1024,
+    ...(opts.interceptors ? { interceptors: opts.interceptors } : {}),
   });
   grpcServer.addService(workloadApiDefinition, handlers.implementation());
   grpcServer.addService(HealthServiceDefinition, health.handlers());
@@ -129,6 +134,7 @@ export async function startWorkloadApiServer(opts: WorkloadApiServerOptions): Pr
 
   let closing: Promise<void> | undefined;
   const sockets = new Set<net.Socket>();
+  let accepted = 0;
   const netServer = net.createServer((socket) => {
     let cred: PeerCred;
     try {
@@ -144,6 +150,7 @@ export async function startWorkloadApiServer(opts: WorkloadApiServerOptions): Pr
       return;
     }
     sockets.add(socket);
+    accepted++;
     socket.once('close', () => sockets.delete(socket));
     peers.add(socket, cred);
     injector.injectConnection(socket);
@@ -169,6 +176,7 @@ export async function startWorkloadApiServer(opts: WorkloadApiServerOptions): Pr
   return {
     socketPath,
     openStreams: () => handlers.openStreams,
+    connections: () => ({ open: sockets.size, accepted }),
     close: () => {
       closing ??= (async () => {
         unsubscribe();

@@ -13,17 +13,18 @@ import { newRequestId, runInRequest, type RequestContext } from './request-conte
 export interface RpcObserver {
   /** One finished call: its method path, final status and duration. */
   observeRpc(path: string, code: grpc.status, seconds: number): void;
-  /** One response message sent (a stream push, or a unary reply). */
-  observeResponse?(path: string, message: unknown): void;
+  /** One response message sent: a unary reply, or a push on a server stream (`streaming`). */
+  observeResponse?(path: string, message: unknown, streaming: boolean): void;
 }
 
 export type CallInfo = grpc.ServerInterceptingCallInterface;
 
 export interface EdgeOptions {
-  logger: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+  /** One line per finished call; none without a logger. */
+  logger?: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
   observer?: RpcObserver;
   /** Who is calling, from the connection (TLS peer, socket), never from the request. Evaluated once per call, when it ends. */
-  caller(call: CallInfo): string;
+  caller?(call: CallInfo): string;
   /** Level of the line for a successful call (default debug: agents poll often). */
   okLevel?: 'debug' | 'info';
 }
@@ -55,10 +56,11 @@ export function edgeInterceptor(opts: EdgeOptions): grpc.ServerInterceptor {
       finished = true;
       const seconds = (performance.now() - t0) / 1000;
       observer?.observeRpc(path, code, seconds);
+      if (!logger) return;
       const line: Record<string, unknown> = {
         reqId: ctx.reqId,
         rpc: shortRpcName(path),
-        caller: safeCaller(opts.caller, call),
+        caller: opts.caller ? safeCaller(opts.caller, call) : 'unknown',
         code: grpc.status[code] ?? String(code),
         durationMs: Math.round(seconds * 10_000) / 10,
       };
@@ -81,7 +83,7 @@ export function edgeInterceptor(opts: EdgeOptions): grpc.ServerInterceptor {
       ...(onResponse
         ? {
             sendMessage: (msg: unknown, next: (m: unknown) => void) => {
-              onResponse(path, msg);
+              onResponse(path, msg, method.responseStream);
               next(msg);
             },
           }
