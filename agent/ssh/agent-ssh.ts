@@ -43,6 +43,7 @@ export class AgentSsh {
   #userCaKeys: readonly string[] = [];
   #trustError: string | null = null;
   #skippedKeys = 0;
+  #warnedNoSsh = false;
 
   constructor(options: AgentSshOptions) {
     this.#o = { ...options, config: options.config ?? NO_SSH_FILES };
@@ -70,8 +71,14 @@ export class AgentSsh {
 
   /** Takes in the SSH part of a sync. Never throws: a trust file that cannot be written is logged. */
   applySync(ssh: AgentSSH | undefined): void {
-    if (!ssh) return;
     const { config, logger } = this.#o;
+    if (!ssh) {
+      if (!this.#warnedNoSsh && (config.host || config.trustDir)) {
+        logger.warn('the CA sent no SSH information: it does not offer SSH certificates; the host certificate and trust files are left as they are');
+      }
+      this.#warnedNoSsh = true;
+      return;
+    }
     this.#userCaKeys = [...ssh.userCaKeys];
     this.hostCertificate?.applySync(ssh);
     if (!config.trustDir) return;

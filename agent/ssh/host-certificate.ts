@@ -115,6 +115,8 @@ export class HostCertificateKeeper {
       } else {
         try {
           await this.#o.lock.run(() => this.#renew(why));
+          // Outside the lock: a slow reload must not hold up syncs and SVID renewals.
+          await this.#o.reload?.run();
           if (failures > 0) logger.info({ afterFailures: failures }, 'SSH host certificate obtained again');
           failures = 0;
           this.#failing = false;
@@ -188,7 +190,6 @@ export class HostCertificateKeeper {
       { reason: why, serial: cert.serial, principals: cert.principals, validBefore: cert.validBefore.toISOString(), rotateAt: this.#rotateAt.toISOString(), certFile: config.certFile },
       'SSH host certificate written',
     );
-    await this.#o.reload?.run();
   }
 
   /** Reuses the certificate already on disk if it is for this host key and still valid. */

@@ -42,7 +42,7 @@ export function trustFileContents(ssh: AgentSSH): TrustFileContents & { skipped:
     for (const line of lines) {
       try {
         const k = parseAuthorizedKey(line);
-        const text = formatAuthorizedKey(k.blob, k.comment.replace(/\s+/g, '_'));
+        const text = formatAuthorizedKey(k.blob, k.comment);
         if (!out.includes(text)) out.push(text);
       } catch {
         skipped++;
