@@ -33,6 +33,8 @@ import { CaMetrics } from '../metrics/ca-metrics.js';
 import { edgeInterceptor, tlsPeerCaller } from '../metrics/grpc-edge.js';
 import { meterMinter, meterSshIssuer } from '../metrics/metered.js';
 import { startMetricsServer } from '../metrics/metrics-server.js';
+import { startCaDashboard } from '../dashboard/start-dashboard.js';
+import { verifyAuditChain } from '../audit/verify-chain.js';
 
 /** gRPC message size limit for the node and admin APIs (a batch of 1,000 CSRs fits). */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
@@ -50,6 +52,8 @@ export interface RunningCa {
   metrics: CaMetrics;
   /** Port of the Prometheus endpoint, or null when `metricsListen` is off. */
   metricsPort: number | null;
+  /** Port of the web dashboard, or null when it is off. */
+  dashboardPort: number | null;
   close(): Promise<void>;
 }
 
@@ -157,9 +161,25 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       metricsPort = m.port;
     }
 
+    let dashboardPort: number | null = null;
+    if (config.dashboard) {
+      const d = await startCaDashboard(config.dashboard, {
+        trustDomain: config.trustDomain,
+        clock,
+        store,
+        history: metrics.history,
+        logger,
+        readAudit: (o) => readAuditChain(store.db, o),
+        verifyAudit: () => verifyAuditChain((afterSeq, limit) => readAuditChain(store.db, { afterSeq, limit })),
+        maxCredentialTtlSeconds: Math.max(config.x509SvidMaxTtlSeconds, config.agentSvidTtlSeconds, config.sshUserMaxTtlSeconds, config.sshHostMaxTtlSeconds),
+      });
+      closers.push(() => d.close());
+      dashboardPort = d.port;
+    }
+
     health.setStatus('', 'SERVING');
     logger.info(
-      { trustDomain: config.trustDomain, listen: config.listen, port, adminSocket: config.adminSocket, intermediate: authority.signing().record.id, metricsPort },
+      { trustDomain: config.trustDomain, listen: config.listen, port, adminSocket: config.adminSocket, intermediate: authority.signing().record.id, metricsPort, dashboardPort },
       'CA serving',
     );
     return {
@@ -171,6 +191,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       sshAuthority,
       metrics,
       metricsPort,
+      dashboardPort,
       close: async () => {
         health.setStatus('', 'NOT_SERVING');
         await closeAll();
