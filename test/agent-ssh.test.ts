@@ -12,6 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../agent/agent.js';
+import { buildAgentConfig } from '../agent/config/config.js';
 import type { BackoffPolicy } from '../agent/sync/backoff.js';
 import { KNOWN_HOSTS_FILE, TRUSTED_USER_CA_KEYS_FILE } from '../agent/ssh/trust-files.js';
 import { requestUserCertificate } from '../agent/ssh/sign-client.js';
@@ -333,5 +334,33 @@ describe('user certificates for workloads (brevis.agent.v1.SSHCertificateService
     } finally {
       raw.close();
     }
+  });
+});
+
+describe('SSH configuration of the agent', () => {
+  const base = { server: 'ca.example.org:8081', trustDomain: 'example.org', trustBundle: '/b.pem', dataDir: '/d', socket: '/s.sock' };
+
+  it('leaves SSH out when no SSH setting is given, and resolves paths and lower-cases host names when one is', () => {
+    expect(buildAgentConfig(base).ssh).toBeUndefined();
+    const c = buildAgentConfig({ ...base, sshHostKey: 'k.pub', sshHostCert: 'k-cert.pub', sshHostPrincipal: ['Web-1.Example.org', 'web-1.example.org', '10.0.0.1'], sshReloadCmd: 'true' });
+    expect(c.ssh).toEqual({
+      host: { keyFile: path.resolve('k.pub'), certFile: path.resolve('k-cert.pub'), principals: ['web-1.example.org', '10.0.0.1'], reloadCommand: 'true' },
+      trustDir: null,
+    });
+    expect(Object.isFrozen(c.ssh!.host)).toBe(true);
+    // A config file may give a single host name as a string.
+    expect(buildAgentConfig({ ...base, sshHostKey: 'k.pub', sshHostCert: 'c', sshHostPrincipal: 'db.example.org' }).ssh!.host!.principals).toEqual(['db.example.org']);
+    expect(buildAgentConfig({ ...base, sshTrustDir: 'trust' }).ssh).toEqual({ host: null, trustDir: path.resolve('trust') });
+  });
+
+  it('refuses SSH settings that cannot work together, naming the flags', () => {
+    const refuse = (raw: Record<string, unknown>, re: RegExp) => expect(() => buildAgentConfig({ ...base, ...raw })).toThrow(re);
+    refuse({ sshHostKey: 'k.pub' }, /needs both --ssh-host-key .* and --ssh-host-cert/);
+    refuse({ sshHostCert: 'c' }, /needs both --ssh-host-key .* and --ssh-host-cert/);
+    refuse({ sshHostPrincipal: ['a.example.org'] }, /--ssh-host-principal needs --ssh-host-key and --ssh-host-cert/);
+    refuse({ sshReloadCmd: 'true', sshTrustDir: 't' }, /--ssh-reload-cmd needs --ssh-host-key and --ssh-host-cert/);
+    refuse({ sshHostKey: 'k.pub', sshHostCert: 'k.pub' }, /must not be the host key file/);
+    refuse({ sshHostKey: 'k.pub', sshHostCert: 'c', sshHostPrincipal: ['not a host'] }, /--ssh-host-principal: invalid SSH host principal 'not a host'/);
+    refuse({ sshHostKey: 'k.pub', sshHostCert: 'c', sshHostPrincipals: ['x'] }, /invalid configuration/);
   });
 });
