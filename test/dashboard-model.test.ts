@@ -120,7 +120,7 @@ describe('dashboard rendering', () => {
     expect(svg.match(/class="hit"/g)).toHaveLength(60);
     expect(svg.match(/class="k-x509"/g)).toHaveLength(1);
     expect(svg.match(/class="k-ssh_user"/g)).toHaveLength(1);
-    expect(svg.match(/class="errors-dot"/g)).toHaveLength(1);
+    expect(svg.match(/class="errors-bar"/g)).toHaveLength(1);
     expect(svg).toContain('5 X.509, 2 SSH user, 0 SSH host, 0 errors');
     const tl = authorityTimeline(snapshot().authorities, T0 / 1000);
     expect(tl).toContain('data-authority="abc"');

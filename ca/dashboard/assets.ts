@@ -40,9 +40,8 @@ header .td { margin-left:10px; font-weight:400; color:#b8c0d0; font-family:ui-mo
 .live::before { content:''; display:inline-block; width:9px; height:9px; border-radius:50%; margin-right:7px; background:var(--grey); }
 .live[data-state=live]::before { background:#3ddc84; }
 .live[data-state=reconnecting]::before { background:var(--orange); }
-main { display:grid; grid-template-columns: 1fr 1fr; gap:16px; padding:16px 22px; }
+main { display:grid; grid-template-columns: 1fr; gap:16px; padding:16px 22px; max-width:1500px; }
 .panel { background:var(--panel); border:1px solid var(--line); border-radius:8px; padding:12px 16px; min-width:0; overflow-x:auto; }
-.panel-summary, .panel-agents, .panel-credentials, .panel-audit { grid-column: 1 / -1; }
 h2 { margin:0 0 10px; font-size:15px; font-weight:600; }
 h3 { margin:10px 0 4px; font-size:13px; font-weight:600; }
 #summary { display:grid; grid-template-columns: repeat(6, 1fr); gap:12px; }
@@ -64,6 +63,7 @@ td { border-bottom:1px solid var(--line); padding:5px 8px; vertical-align:middle
 tr:last-child td { border-bottom:0; }
 .mono { font-family:ui-monospace, Menlo, monospace; font-size:12px; word-break:break-all; }
 .muted { color:var(--muted); }
+.nowrap { white-space:nowrap; }
 .badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; color:#fff; background:var(--grey); }
 .badge.st-active, .badge.ag-active, .badge.out-success { background:var(--green); }
 .badge.st-prepared { background:var(--blue); } .badge.st-retired { background:var(--grey); }
@@ -75,7 +75,7 @@ svg .bar-label { fill:#fff; font-size:10px; }
 .grid { stroke:var(--line); }
 .hit { fill:transparent; }
 .k-x509 { fill:var(--blue); } .k-ssh_user { fill:var(--purple); } .k-ssh_host { fill:var(--teal); }
-.errors { fill:none; stroke:var(--red); stroke-width:1.5; } .errors-dot { fill:var(--red); }
+.errors-bar { fill:var(--red); }
 .legend { font-size:12px; color:var(--muted); margin-bottom:4px; }
 .legend .sw { display:inline-block; width:10px; height:10px; margin:0 4px 0 10px; vertical-align:middle; border-radius:2px; }
 .legend .sw.k-x509 { background:var(--blue); } .legend .sw.k-ssh_user { background:var(--purple); } .legend .sw.k-ssh_host { background:var(--teal); }
@@ -87,5 +87,5 @@ svg .bar-label { fill:#fff; font-size:10px; }
 .chain { margin:0 0 8px; } .chain-intact b { color:var(--green); } .chain-broken b { color:var(--red); }
 footer { padding:4px 22px 18px; color:var(--muted); font-size:12px; }
 footer a { color:var(--muted); }
-@media (max-width: 1100px) { main { grid-template-columns: 1fr; } #summary { grid-template-columns: repeat(3, 1fr); } }
+@media (max-width: 1100px) { #summary { grid-template-columns: repeat(3, 1fr); } }
 `;

@@ -7,7 +7,8 @@ import type { MinuteCounts } from '../metrics/activity-history.js';
 import type { AuthorityRow } from './dashboard-model.js';
 import { esc, isoSeconds, relative, shortId } from './html.js';
 
-const W = 760;
+/** Drawing width in SVG units; the charts scale to the panel's width. */
+const W = 1200;
 
 /** A round number at or above `v` (1, 2, 5 × 10^n). */
 function niceCeil(v: number): number {
@@ -19,7 +20,7 @@ function niceCeil(v: number): number {
 
 /** Issuances per minute (stacked by kind) and errors per minute, over the minutes given (oldest first). */
 export function rateChart(rate: readonly MinuteCounts[]): string {
-  const H = 190;
+  const H = 170;
   const left = 44;
   const right = 10;
   const top = 12;
@@ -36,7 +37,6 @@ export function rateChart(rate: readonly MinuteCounts[]): string {
     parts.push(`<line class="grid" x1="${left}" x2="${W - right}" y1="${y(v)}" y2="${y(v)}"/>`);
     parts.push(`<text class="axis" x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${esc(Number.isInteger(v) ? v : v.toFixed(1))}</text>`);
   }
-  const errorPoints: string[] = [];
   rate.forEach((m, i) => {
     const x = left + i * slot + 1;
     let base = 0;
@@ -48,16 +48,14 @@ export function rateChart(rate: readonly MinuteCounts[]): string {
       segs.push(`<rect class="k-${kind}" x="${x.toFixed(1)}" y="${y(base + n).toFixed(1)}" width="${barW.toFixed(1)}" height="${(y(base) - y(base + n)).toFixed(1)}"/>`);
       base += n;
     }
+    // Errors: a narrow red bar over the right third of the minute's slot.
+    if (m.errors > 0) {
+      const ew = Math.max(1.5, barW / 3);
+      segs.push(`<rect class="errors-bar" x="${(x + barW - ew).toFixed(1)}" y="${y(m.errors).toFixed(1)}" width="${ew.toFixed(1)}" height="${(y(0) - y(m.errors)).toFixed(1)}"/>`);
+    }
     // A transparent full-height target carries the tooltip for every minute.
     parts.push(`<g><title>${esc(title)}</title><rect class="hit" x="${x.toFixed(1)}" y="${top}" width="${barW.toFixed(1)}" height="${plotH}"/>${segs.join('')}</g>`);
-    errorPoints.push(`${(x + barW / 2).toFixed(1)},${y(m.errors).toFixed(1)}`);
   });
-  if (rate.some((m) => m.errors > 0)) {
-    parts.push(`<polyline class="errors" points="${errorPoints.join(' ')}"/>`);
-    rate.forEach((m, i) => {
-      if (m.errors > 0) parts.push(`<circle class="errors-dot" cx="${(left + i * slot + 1 + barW / 2).toFixed(1)}" cy="${y(m.errors).toFixed(1)}" r="2.5"/>`);
-    });
-  }
   const n = rate.length;
   for (const back of [60, 45, 30, 15, 0]) {
     if (back >= n && back !== 0) continue;
@@ -101,9 +99,10 @@ export function authorityTimeline(rows: readonly AuthorityRow[], nowSeconds: num
   const nowX = x(nowSeconds);
   const axisY = top + rows.length * rowH + 4;
   parts.push(`<line class="now" x1="${nowX.toFixed(1)}" x2="${nowX.toFixed(1)}" y1="${top}" y2="${axisY}"/>`);
-  parts.push(`<text class="axis" x="${labelW}" y="${axisY + 14}">${esc(isoSeconds(start).slice(0, 10))}</text>`);
-  parts.push(`<text class="axis now-label" x="${nowX.toFixed(1)}" y="${axisY + 14}" text-anchor="middle">now</text>`);
-  parts.push(`<text class="axis" x="${W - right}" y="${axisY + 14}" text-anchor="end">${esc(isoSeconds(end).slice(0, 10))}</text>`);
+  // Date labels at both ends, unless the "now" label sits on one of them.
+  if (nowX - labelW > 80) parts.push(`<text class="axis" x="${labelW}" y="${axisY + 14}">${esc(isoSeconds(start).slice(0, 10))}</text>`);
+  parts.push(`<text class="axis now-label" x="${nowX.toFixed(1)}" y="${axisY + 14}" text-anchor="${nowX - labelW < 20 ? 'start' : 'middle'}">now</text>`);
+  if (W - right - nowX > 80) parts.push(`<text class="axis" x="${W - right}" y="${axisY + 14}" text-anchor="end">${esc(isoSeconds(end).slice(0, 10))}</text>`);
   return `<svg class="timeline" viewBox="0 0 ${W} ${H}" role="img" aria-label="authority lifetimes">${parts.join('')}</svg>`;
 }
 

@@ -59,7 +59,7 @@ export class CredentialTracker {
   #lastSeq = 0;
 
   /** @param recentSize how many of the newest audit records to keep. */
-  constructor(private readonly recentSize = 25) {}
+  constructor(private readonly recentSize = 20) {}
 
   /** The highest audit seq ingested (read from there on). */
   get lastSeq(): number {

@@ -9,7 +9,10 @@ import type { AgentRow, AuthorityRow, DashboardSnapshot } from './dashboard-mode
 import { authorityTimeline, lifeBar, rateChart } from './charts.js';
 import { esc, isoSeconds, relative, shortId } from './html.js';
 
-export const SECTION_IDS = ['summary', 'authorities', 'rate', 'agents', 'credentials', 'audit'] as const;
+/** `2026-11-22 05:36` (UTC). */
+const shortTime = (atSeconds: number) => isoSeconds(atSeconds).slice(0, 16).replace('T', ' ');
+
+export const SECTION_IDS = ['summary', 'rate', 'authorities', 'agents', 'credentials', 'audit'] as const;
 export type SectionId = (typeof SECTION_IDS)[number];
 
 const KIND_LABEL: Record<CredentialKind, string> = { x509: 'X.509 SVID', agent: 'agent SVID', ssh_user: 'SSH user', ssh_host: 'SSH host' };
@@ -50,15 +53,15 @@ function authorities(s: DashboardSnapshot): string {
   const table = s.authorities
     .map(
       (a) =>
-        `<tr data-authority-id="${esc(a.id)}"><td>${esc(a.kind)}</td><td class="mono" title="${esc(a.id)}">${esc(shortId(a.id, 20))}</td>` +
-        `<td><span class="badge st-${esc(a.state)}">${esc(a.state)}</span></td><td>${esc(isoSeconds(a.notBefore))}</td>` +
-        `<td data-value="${a.notAfter ?? ''}">${a.notAfter === null ? 'no expiry' : `${esc(isoSeconds(a.notAfter))} <span class="muted">(${esc(relative(a.notAfter, now))})</span>`}</td>` +
+        `<tr data-authority-id="${esc(a.id)}"><td class="nowrap">${esc(a.kind)}</td><td class="mono nowrap" title="${esc(a.id)}">${esc(shortId(a.id, 14))}</td>` +
+        `<td><span class="badge st-${esc(a.state)}">${esc(a.state)}</span></td><td class="nowrap" title="${esc(isoSeconds(a.notBefore))}">${esc(shortTime(a.notBefore))}</td>` +
+        `<td data-value="${a.notAfter ?? ''}" title="${a.notAfter === null ? '' : esc(isoSeconds(a.notAfter))}">${a.notAfter === null ? 'no expiry' : `<span class="nowrap">${esc(shortTime(a.notAfter))}</span> <span class="muted nowrap">(${esc(relative(a.notAfter, now))})</span>`}</td>` +
         `<td>${a.progress.length === 0 ? '<span class="muted">—</span>' : a.progress.map(([k, v]) => `${esc(k)}: <b>${esc(v)}</b>`).join('<br>')}</td></tr>`,
     )
     .join('');
   return (
     groups.join('') +
-    `<table><thead><tr><th>kind</th><th>id</th><th>state</th><th>not before</th><th>not after</th><th>rotation progress</th></tr></thead><tbody>${table}</tbody></table>`
+    `<table><thead><tr><th>kind</th><th>id</th><th>state</th><th>not before</th><th>not after</th><th>rotation</th></tr></thead><tbody>${table}</tbody></table>`
   );
 }
 
@@ -108,7 +111,7 @@ function audit(s: DashboardSnapshot): string {
   const rows = s.audit.recent
     .map(
       (r) =>
-        `<tr data-seq="${r.seq ?? ''}"><td>${r.seq ?? ''}</td><td>${esc(new Date(r.timeMs).toISOString().slice(0, 19).replace('T', ' '))}</td>` +
+        `<tr data-seq="${r.seq ?? ''}"><td>${r.seq ?? ''}</td><td class="nowrap">${esc(new Date(r.timeMs).toISOString().slice(0, 19).replace('T', ' '))}</td>` +
         `<td class="mono">${esc(shortId(r.caller, 48))}</td><td>${esc(r.action)}</td><td class="mono">${esc(r.spiffeId ?? '')}</td>` +
         `<td><span class="badge out-${r.outcome}">${r.outcome}</span></td><td>${esc((r.detail ?? '').slice(0, 120))}</td></tr>`,
     )
