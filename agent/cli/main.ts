@@ -8,6 +8,7 @@
 import 'reflect-metadata';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../../spiffe/duration.js';
+import { paint } from '../../ca/cli/terminal.js';
 import { healthcheck } from './healthcheck.js';
 import { runAgent } from './run.js';
 import { signSshUserCertificate } from './ssh-sign-command.js';
@@ -98,7 +99,7 @@ export function buildProgram(): Command {
     .option('--timeout <duration>', 'give up after this long', seconds, 5)
     .action(async (opts) => {
       await healthcheck(opts.socket, opts.timeout * 1000);
-      out('serving');
+      out(paint('serving', 'green'));
     });
 
   return program;
@@ -110,7 +111,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`brevis-agent: ${msg.split('\n')[0]}\n`);
+    process.stderr.write(`${paint('brevis-agent:', 'red', process.stderr)} ${msg.split('\n')[0]}\n`);
     return 1;
   }
 }

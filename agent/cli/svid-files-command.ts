@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { CliError } from '../../ca/cli/cli-error.js';
+import { withProgress } from '../../ca/cli/terminal.js';
 import { writeSvidFiles } from '../../spiffe/svid-files.js';
 import { WorkloadApiClient, WorkloadApiError, type X509Context } from '../../spiffe/workload-client.js';
 
@@ -47,7 +48,9 @@ function fingerprint(ctx: X509Context): string {
 export async function fetchX509Files(o: FilesOptions & { timeoutMs: number }, out: (line: string) => void): Promise<void> {
   const c = client(o.socket);
   try {
-    const ctx = await c.fetchX509Context({ signal: AbortSignal.timeout(o.timeoutMs) });
+    const ctx = await withProgress(`waiting for an SVID from the Workload API on ${c.socketPath}`, () =>
+      c.fetchX509Context({ signal: AbortSignal.timeout(o.timeoutMs) }),
+    );
     out(writeFiles(o.outDir, ctx));
   } catch (e) {
     if (e instanceof WorkloadApiError) {
