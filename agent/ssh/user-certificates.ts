@@ -15,6 +15,7 @@ import type { Mutex } from '../node/mutex.js';
 import type { NodeApi } from '../node/node-api.js';
 import { checkCertificate } from './check-certificate.js';
 import { AgentSshError } from './errors.js';
+import { echo } from '../../ca/api/echo.js';
 
 /** The entries the agent holds, as the signer reads them (SvidCache fits). */
 export interface SshEntrySource {
@@ -114,8 +115,8 @@ export function pickEntry(entries: readonly Entry[], selectors: ReadonlySet<stri
   const found = candidates.find((e) => (e.ssh?.principals.length ?? 0) > 0);
   if (found) return found;
   // Say no more than the caller may know: only about its own identities.
-  if (spiffeId && candidates.length === 0) throw new AgentSshError('NO_SSH_ENTRY', `the caller has no identity ${spiffeId.slice(0, 2048)}`);
-  if (spiffeId) throw new AgentSshError('NO_SSH_ENTRY', `${spiffeId.slice(0, 2048)} is not allowed SSH user certificates (its entry has no SSH principals)`);
+  if (spiffeId && candidates.length === 0) throw new AgentSshError('NO_SSH_ENTRY', `the caller has no identity ${echo(spiffeId, 256)}`);
+  if (spiffeId) throw new AgentSshError('NO_SSH_ENTRY', `${echo(spiffeId, 256)} is not allowed SSH user certificates (its entry has no SSH principals)`);
   if (mine.length === 0) throw new AgentSshError('NO_SSH_ENTRY', 'the caller has no identity');
   throw new AgentSshError('NO_SSH_ENTRY', 'none of the caller\'s identities is allowed SSH user certificates (no entry with SSH principals)');
 }

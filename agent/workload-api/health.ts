@@ -4,6 +4,7 @@
  * stream changes to Watch callers.
  */
 import * as grpc from '@grpc/grpc-js';
+import { echo } from '../../ca/api/echo.js';
 import {
   type HealthCheckRequest,
   HealthCheckResponse,
@@ -73,7 +74,7 @@ export class HealthService {
         this.beforeRead?.();
         const status = this.statuses.get(call.request.service);
         if (status === undefined) {
-          callback({ code: grpc.status.NOT_FOUND, details: `unknown service '${call.request.service}'` });
+          callback({ code: grpc.status.NOT_FOUND, details: `unknown service '${echo(call.request.service)}'` });
           return;
         }
         callback(null, { status });

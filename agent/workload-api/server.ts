@@ -19,6 +19,7 @@ import { HealthService, HealthServiceDefinition, ServingStatus } from './health.
 import { PeerRegistry } from './peers.js';
 import type { WorkloadIdentityProvider } from './provider.js';
 import { ResponseCache } from './responses.js';
+import { guardDecoding, undecodableInterceptor } from '../../ca/api/undecodable.js';
 
 export type { WorkloadApiLogger, WorkloadAttestor } from './handlers.js';
 
@@ -107,14 +108,15 @@ export async function startWorkloadApiServer(opts: WorkloadApiServerOptions): Pr
   const grpcServer = new grpc.Server({
     // Requests are a few hundred bytes; refuse anything large before decoding it.
     'grpc.max_receive_message_length': 64 * 1024,
-    ...(opts.interceptors ? { interceptors: opts.interceptors } : {}),
+    // Undecodable requests get InvalidArgument (after the caller's interceptors, which see that status).
+    interceptors: [...(opts.interceptors ?? []), undecodableInterceptor()],
   });
-  grpcServer.addService(workloadApiDefinition, handlers.implementation());
-  grpcServer.addService(HealthServiceDefinition, health.handlers());
+  grpcServer.addService(guardDecoding(workloadApiDefinition), handlers.implementation());
+  grpcServer.addService(guardDecoding(HealthServiceDefinition), health.handlers());
   const attestCall: CallAttestor = (call) => peers.use(call.getPeer(), attest);
   for (const build of opts.services ?? []) {
     const { definition, implementation } = build(attestCall);
-    grpcServer.addService(definition, implementation);
+    grpcServer.addService(guardDecoding(definition), implementation);
   }
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
 

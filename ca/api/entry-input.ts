@@ -11,6 +11,7 @@ import { SelectorError, normalizeSelectors, validateSelector } from '../../spiff
 import { resolveTtl, type TtlPolicy } from '../issue/ttl-policy.js';
 import { serverId } from '../authz/authorized-entries.js';
 import { validateEntrySsh } from './ssh-input.js';
+import { echo } from './echo.js';
 
 export const LIMITS = {
   selectorsPerEntry: 64,
@@ -41,7 +42,7 @@ export function validateDnsName(name: string): string {
   const n = name.toLowerCase();
   const body = n.startsWith('*.') ? n.slice(2) : n;
   if (n.length > 253 || body.split('.').some((l) => !DNS_LABEL.test(l))) {
-    throw new CaError('INVALID_ARGUMENT', `invalid DNS name '${name.slice(0, 80)}'`);
+    throw new CaError('INVALID_ARGUMENT', `invalid DNS name '${echo(name, 80)}'`);
   }
   return n;
 }

@@ -33,6 +33,7 @@ import { bundleToProto, entryToProto, svidToProto } from './convert.js';
 import { statusForCode, toServiceError, unary } from './errors.js';
 import { resolveTtl } from '../issue/ttl-policy.js';
 import { agentSshInfo, sshNodeHandlers } from './ssh-node.js';
+import { echo } from './echo.js';
 
 /** Largest batch accepted by BatchMintX509SVID. */
 export const MAX_MINT_BATCH = 1000;
@@ -185,7 +186,7 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
         req.params.map(async (p): Promise<MintX509SVIDResult> => {
           const entry = entries.get(p.entryId);
           try {
-            if (!entry) throw new CaError('PERMISSION_DENIED', `entry '${p.entryId.slice(0, 64)}' is unknown or not authorized for this agent`);
+            if (!entry) throw new CaError('PERMISSION_DENIED', `entry '${echo(p.entryId)}' is unknown or not authorized for this agent`);
             const csr = parseCsr(p.csr);
             const ttl = resolveTtl(ctx.svidTtl, entry.x509SvidTtl, 'entry TTL');
             const svid: MintedSvid = await ctx.minter.mint({ spiffeId: entry.spiffeId, dnsNames: entry.dnsNames, publicKey: csr.publicKey, subjectSpkiDer: csr.spkiDer, ttlSeconds: ttl });

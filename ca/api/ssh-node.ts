@@ -26,6 +26,7 @@ import { authenticateAgent } from './agent-auth.js';
 import type { CaContext } from './context.js';
 import { sshCertificateToProto } from './convert.js';
 import { unary } from './errors.js';
+import { echo } from './echo.js';
 
 /** What FetchAuthorizedEntries tells an agent about SSH. */
 export async function agentSshInfo(ctx: CaContext, agent: AgentRecord, nowSeconds: number): Promise<AgentSSH> {
@@ -67,7 +68,7 @@ export function sshNodeHandlers(ctx: CaContext) {
     const cert = await audited(call, 'ssh.sign.user', async (agent, now, subject) => {
       const entries = await authorizedEntries(store, trustDomain, agent, epochSeconds(now));
       const entry = entries.find((e) => e.id === req.entryId);
-      if (!entry) throw new CaError('PERMISSION_DENIED', `entry '${req.entryId.slice(0, 64)}' is unknown or not authorized for this agent`);
+      if (!entry) throw new CaError('PERMISSION_DENIED', `entry '${echo(req.entryId)}' is unknown or not authorized for this agent`);
       subject.spiffeId = entry.spiffeId;
       const ssh = entry.ssh;
       if (!ssh || ssh.principals.length === 0) {

@@ -22,6 +22,7 @@ import { SshAuthority } from '../ssh/ssh-authority.js';
 import { SshIssuer } from '../ssh/ssh-issuer.js';
 import { createNodeService } from '../api/node-service.js';
 import { createAdminService } from '../api/admin-service.js';
+import { guardDecoding, undecodableInterceptor } from '../api/undecodable.js';
 import type { CaContext } from '../api/context.js';
 import { ServerIdentity } from './server-identity.js';
 import { HealthService } from '../../agent/workload-api/health.js';
@@ -131,9 +132,12 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     };
-    const nodeServer = new grpc.Server({ ...serverOptions, interceptors: [edgeInterceptor({ logger, observer: metrics, caller: tlsPeerCaller })] });
-    nodeServer.addService(NodeServiceService, createNodeService(ctx));
-    nodeServer.addService(HealthServiceDef, health.handlers());
+    const nodeServer = new grpc.Server({
+      ...serverOptions,
+      interceptors: [edgeInterceptor({ logger, observer: metrics, caller: tlsPeerCaller }), undecodableInterceptor()],
+    });
+    nodeServer.addService(guardDecoding(NodeServiceService), createNodeService(ctx));
+    nodeServer.addService(guardDecoding(HealthServiceDef), health.handlers());
     // Client certificates are requested but not required: attestation RPCs
     // run without one; every other node RPC checks the agent SVID itself.
     const creds = grpc.experimental.createCertificateProviderServerCredentials(identity, identity, false);
@@ -142,11 +146,11 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
 
     const adminServer = new grpc.Server({
       ...serverOptions,
-      interceptors: [edgeInterceptor({ logger, observer: metrics, caller: () => ADMIN_CALLER, okLevel: 'info' })],
+      interceptors: [edgeInterceptor({ logger, observer: metrics, caller: () => ADMIN_CALLER, okLevel: 'info' }), undecodableInterceptor()],
     });
-    adminServer.addService(AdminServiceService, createAdminService(ctx));
-    adminServer.addService(AuditServiceService, createAuditService({ read: (o) => readAuditChain(store.db, o), logger }));
-    adminServer.addService(HealthServiceDef, health.handlers());
+    adminServer.addService(guardDecoding(AdminServiceService), createAdminService(ctx));
+    adminServer.addService(guardDecoding(AuditServiceService), createAuditService({ read: (o) => readAuditChain(store.db, o), logger }));
+    adminServer.addService(guardDecoding(HealthServiceDef), health.handlers());
     if (existsSync(config.adminSocket)) unlinkSync(config.adminSocket);
     mkdirSync(path.dirname(config.adminSocket), { recursive: true, mode: 0o700 });
     await bind(adminServer, `unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure());

@@ -167,8 +167,11 @@ function subjectKey(spki: Tlv): ParsedCsr {
   if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
     throw new CaError('UNSUPPORTED_KEY', `CSR key type RSA ${bits}-bit is not supported; RSA keys must be ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits`);
   }
+  // The same rule as for SSH subject keys (ca/ssh/public-key.ts): small exponents such as 3 are refused.
   const e = details.publicExponent ?? 0n;
-  if (e < 3n || e % 2n === 0n) throw new CaError('UNSUPPORTED_KEY', 'CSR RSA key has an invalid public exponent');
+  if (e <= 2n ** 16n || e >= 2n ** 256n || e % 2n === 0n) {
+    throw new CaError('UNSUPPORTED_KEY', 'CSR RSA public exponent must be odd and between 2^16 and 2^256 (65537 is usual)');
+  }
   return { publicKey, spkiDer, keyType, rsaBits: bits };
 }
 
