@@ -21,6 +21,11 @@ import { adminSign, expectGrpcError } from './support/ssh-harness.js';
 import { ROOT } from './support/processes.js';
 
 const CHROMIUM = '/usr/bin/chromium';
+
+/** The little of the browser's DOM the page predicates use (tests compile without the DOM lib). */
+interface Doc {
+  querySelector(selector: string): { getAttribute(name: string): string | null } | null;
+}
 const uid = process.getuid!();
 
 interface ApiAgent {
@@ -173,11 +178,11 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)('dashboard in headless
     const agent = agents[1]!;
     await createEntry(t, { spiffeId: `spiffe://${TD}/prod/cron`, parentId: agent.agentSvid().spiffeId, selectors: [`unix:uid:${uid}`] });
     await agent.syncNow();
-    await page.waitForFunction((n) => Number(document.querySelector('[data-testid=entries] .num')?.getAttribute('data-value')) === n, before + 1, { timeout: 10_000 });
+    await page.waitForFunction((n) => Number((globalThis as unknown as { document: Doc }).document.querySelector('[data-testid=entries] .num')?.getAttribute('data-value')) === n, before + 1, { timeout: 10_000 });
     expect(Number(await page.locator('#live').getAttribute('data-updates'))).toBeGreaterThan(updates);
     const row = page.locator(`tr[data-agent-id="${agent.agentSvid().spiffeId}"]`);
     await page.waitForFunction(
-      ([id, n]) => Number(document.querySelector(`tr[data-agent-id="${id}"] [data-field=workload-svids]`)?.getAttribute('data-value')) === n,
+      ([id, n]) => Number((globalThis as unknown as { document: Doc }).document.querySelector(`tr[data-agent-id="${id}"] [data-field=workload-svids]`)?.getAttribute('data-value')) === n,
       [agent.agentSvid().spiffeId, agent.cache.entries().length] as const,
       { timeout: 10_000 },
     );
@@ -187,10 +192,10 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)('dashboard in headless
   it('colours credentials by remaining life as time passes, and saves screenshots', async () => {
     // Expired after 3 s; red from 17 s to 20 s; yellow from 15.6 s to 22.1 s after minting.
     await page.waitForFunction(
-      (s) =>
-        document.querySelector(`tr[data-serial="${s.expired}"]`)?.getAttribute('data-health') === 'expired' &&
-        document.querySelector(`tr[data-serial="${s.red}"]`)?.getAttribute('data-health') === 'red' &&
-        document.querySelector(`tr[data-serial="${s.yellow}"]`)?.getAttribute('data-health') === 'yellow',
+      (s) => {
+        const health = (serial: string) => (globalThis as unknown as { document: Doc }).document.querySelector(`tr[data-serial="${serial}"]`)?.getAttribute('data-health');
+        return health(s.expired) === 'expired' && health(s.red) === 'red' && health(s.yellow) === 'yellow';
+      },
       serials,
       { timeout: 40_000, polling: 200 },
     );

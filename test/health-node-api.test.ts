@@ -38,7 +38,7 @@ describe('gRPC health on the node API port', () => {
     const c = healthClient(t);
     try {
       const err = await new Promise<grpc.ServiceError>((resolve) =>
-        c.check({ service: '' }, { deadline: Date.now() + 2000 }, (e) => resolve(e!)),
+        c.check({ service: '' }, new grpc.Metadata(), { deadline: Date.now() + 2000 }, (e) => resolve(e!)),
       );
       expect([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED]).toContain(err.code);
     } finally {
