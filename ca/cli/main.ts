@@ -20,6 +20,7 @@ import { printAgents, printEntries, printEntry } from './output.js';
 import { runCa } from './run.js';
 import { addEntrySshOptions, entrySshFromFlags, registerSshCommands } from './ssh-commands.js';
 import { registerAuditCommands } from './audit-commands.js';
+import { registerAuthorityCommands } from './authority-commands.js';
 
 const durationArg = (v: string) => {
   try {
@@ -231,6 +232,7 @@ export function buildProgram(): Command {
 
   registerSshCommands(program, { withSocket, withAdmin, out, json, durationArg, collect });
   registerAuditCommands(program, { withSocket, out, json });
+  registerAuthorityCommands(program, { withSocket, out, json });
 
   withSocket(program.command('healthcheck'))
     .description('exit 0 when the CA is serving')

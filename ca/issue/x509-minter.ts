@@ -35,7 +35,7 @@ export class X509Minter implements SvidMinter {
     });
     return {
       spiffeId: req.spiffeId,
-      chain: [leaf.der, issuer.record.publicDer],
+      chain: [leaf.der, ...issuer.chain],
       serialHex: leaf.serialHex,
       notBefore: leaf.notBefore,
       notAfter: leaf.notAfter,

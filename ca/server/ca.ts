@@ -16,9 +16,9 @@ import type { CaConfig } from '../config/config.js';
 import { KeyStore } from '../keys/keystore.js';
 import { openSqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
-import { X509Authority } from '../authority/x509-authority.js';
+import type { X509Authority } from '../authority/x509-authority.js';
 import { X509Minter } from '../issue/x509-minter.js';
-import { SshAuthority } from '../ssh/ssh-authority.js';
+import type { SshAuthority } from '../ssh/ssh-authority.js';
 import { SshIssuer } from '../ssh/ssh-issuer.js';
 import { createNodeService } from '../api/node-service.js';
 import { createAdminService } from '../api/admin-service.js';
@@ -29,6 +29,10 @@ import { HealthService } from '../../agent/workload-api/health.js';
 import { AuditServiceService } from '../../proto/gen/brevis/ca/v1/audit.js';
 import { createAuditService } from '../api/audit-service.js';
 import { readAuditChain } from '../audit/sqlite-audit-chain.js';
+import type { AuthorityLifecycle } from '../rotation/lifecycle.js';
+import { openAuthorityLifecycle, startRotation } from '../rotation/open.js';
+import { AuthorityServiceService } from '../../proto/gen/brevis/ca/v1/authority.js';
+import { createAuthorityService } from '../api/authority-service.js';
 import { ADMIN_CALLER } from '../api/admin-service.js';
 import { CaMetrics } from '../metrics/ca-metrics.js';
 import { edgeInterceptor, tlsPeerCaller } from '../metrics/grpc-edge.js';
@@ -49,6 +53,8 @@ export interface RunningCa {
   authority: X509Authority;
   /** The SSH user and host CAs. */
   sshAuthority: SshAuthority;
+  /** The authority life cycle: rotation of the X.509 and SSH CA keys. */
+  lifecycle: AuthorityLifecycle;
   /** Counters and histories fed by the gRPC edge and issuance (also the rotation hook: `metrics.observeRotation`). */
   metrics: CaMetrics;
   /** Port of the Prometheus endpoint, or null when `metricsListen` is off. */
@@ -78,20 +84,19 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     closers = [];
   };
   try {
-    const authority = await X509Authority.open({
+    const metrics = new CaMetrics({ clock });
+    metrics.watchStore(store, clock);
+    const lifecycle = await openAuthorityLifecycle({
       store,
       keys,
       clock,
-      trustDomain: config.trustDomain,
-      keyType: config.keyType,
-      rootTtlSeconds: config.rootTtlSeconds,
-      intermediateTtlSeconds: config.intermediateTtlSeconds,
+      config,
       logger,
+      onTransition: (kind, _action, outcome) => metrics.observeRotation(kind, outcome),
     });
-    const metrics = new CaMetrics({ clock });
-    metrics.watchStore(store, clock);
+    const authority = lifecycle.x509;
     const minter = meterMinter(new X509Minter({ authority, clock, backdateSeconds: config.backdateSeconds }), metrics);
-    const sshAuthority = await SshAuthority.open({ store, keys, clock, trustDomain: config.trustDomain, keyType: config.sshKeyType, logger });
+    const sshAuthority = lifecycle.ssh;
     const sshIssuer = meterSshIssuer(new SshIssuer({ authority: sshAuthority, clock, backdateSeconds: config.backdateSeconds }), metrics);
     const x509popCas = config.x509popCaBundle ? loadPemCerts(config.x509popCaBundle) : null;
     const ctx: CaContext = {
@@ -126,6 +131,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     });
     await identity.start(authority.bundle().roots);
     closers.push(() => identity.stop());
+    closers.push(startRotation({ lifecycle, identity, clock, logger }));
 
     const health = new HealthService();
     const serverOptions = {
@@ -151,6 +157,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     adminServer.addService(guardDecoding(AdminServiceService), createAdminService(ctx));
     adminServer.addService(guardDecoding(AuditServiceService), createAuditService({ read: (o) => readAuditChain(store.db, o), logger }));
     adminServer.addService(guardDecoding(HealthServiceDef), health.handlers());
+    adminServer.addService(guardDecoding(AuthorityServiceService), createAuthorityService({ lifecycle, logger }));
     if (existsSync(config.adminSocket)) unlinkSync(config.adminSocket);
     mkdirSync(path.dirname(config.adminSocket), { recursive: true, mode: 0o700 });
     await bind(adminServer, `unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure());
@@ -193,6 +200,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       store,
       authority,
       sshAuthority,
+      lifecycle,
       metrics,
       metricsPort,
       dashboardPort,

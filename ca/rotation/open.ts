@@ -1,0 +1,89 @@
+/**
+ * Assembly of the authority life cycle for a running CA: the life cycle
+ * from the CA configuration, and its wiring to the CA's serving identity
+ * and to the automatic rotation.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../../spiffe/clock.js';
+import type { CaConfig } from '../config/config.js';
+import type { KeyStore } from '../keys/keystore.js';
+import type { MintedSvid } from '../api/context.js';
+import type { SqliteStore } from '../store/sqlite.js';
+import type { AuthorityKind } from '../store/store.js';
+import { parseCertificate } from '../x509/parse.js';
+import { crashHookFromEnv } from './crash-hook.js';
+import { AuthorityLifecycle } from './lifecycle.js';
+import { SqliteLifecycleStore } from './lifecycle-store.js';
+import { Rotator } from './rotator.js';
+
+export interface OpenLifecycleDeps {
+  store: SqliteStore;
+  keys: KeyStore;
+  clock: Clock;
+  config: CaConfig;
+  logger: Logger;
+  onTransition?: (kind: AuthorityKind, action: string, outcome: 'success' | 'failure') => void;
+}
+
+/** Opens the life cycle: recovers interrupted transitions, creates first-start authorities, loads the state. */
+export function openAuthorityLifecycle(d: OpenLifecycleDeps): Promise<AuthorityLifecycle> {
+  const c = d.config;
+  return AuthorityLifecycle.open({
+    lifecycleStore: new SqliteLifecycleStore(d.store.db),
+    store: d.store,
+    keys: d.keys,
+    clock: d.clock,
+    trustDomain: c.trustDomain,
+    keyType: c.keyType,
+    sshKeyType: c.sshKeyType,
+    rootTtlSeconds: c.rootTtlSeconds,
+    intermediateTtlSeconds: c.intermediateTtlSeconds,
+    retire: {
+      x509LeafSeconds: Math.max(c.x509SvidMaxTtlSeconds, c.agentSvidTtlSeconds) + c.backdateSeconds,
+      sshUserSeconds: c.sshUserMaxTtlSeconds + c.backdateSeconds,
+      sshHostSeconds: c.sshHostMaxTtlSeconds + c.backdateSeconds,
+    },
+    agentSvidTtlSeconds: c.agentSvidTtlSeconds,
+    logger: d.logger,
+    crashHook: crashHookFromEnv(),
+    ...(d.onTransition ? { onTransition: d.onTransition } : {}),
+  });
+}
+
+/** The authority ids a chain vouches through: each certificate's AuthorityKeyIdentifier. */
+export function chainAuthorityIds(chain: readonly Uint8Array[]): string[] {
+  const ids = new Set<string>();
+  for (const der of chain) {
+    const aki = parseCertificate(der).akiHex;
+    if (aki) ids.add(aki);
+  }
+  return [...ids];
+}
+
+/** What the life cycle needs from the CA's serving identity. */
+export interface ServingIdentity {
+  readonly svid: MintedSvid | null;
+  setRoots(roots: Buffer[]): void;
+  renew(): Promise<void>;
+}
+
+/**
+ * Keeps the CA's serving identity in step with the life cycle (new roots
+ * trusted for client certificates, a new SVID whenever the signing chain
+ * may have changed) and runs the automatic rotation. Returns a closer.
+ */
+export function startRotation(d: { lifecycle: AuthorityLifecycle; identity: ServingIdentity; clock: Clock; logger: Logger }): () => Promise<void> {
+  const { lifecycle, identity, logger } = d;
+  lifecycle.setServerChainIds(() => (identity.svid ? chainAuthorityIds(identity.svid.chain) : []));
+  const off = lifecycle.onChange(() => {
+    identity.setRoots(lifecycle.x509.bundle().roots);
+    identity.renew().catch((e: unknown) => logger.error({ err: e }, 'renewing the CA serving SVID after an authority change failed'));
+  });
+  const stop = new AbortController();
+  const running = new Rotator({ lifecycle, clock: d.clock, logger }).run(stop.signal);
+  return async () => {
+    off();
+    stop.abort();
+    await running;
+  };
+}
