@@ -33,6 +33,12 @@ const ISSUANCE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0
 /** Call latency buckets, seconds: a batch of 1,000 mints takes a few hundred ms. */
 const RPC_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+interface MethodSeries {
+  labels: { grpc_service: string; grpc_method: string };
+  handled: Map<grpc.status, { inc(): void }>;
+  seconds: { observe(v: number): void };
+}
+
 export class CaMetrics implements RpcObserver {
   /** Only this CA's series; scrape with `registry.metrics()`. */
   readonly registry = new Registry();
@@ -48,6 +54,7 @@ export class CaMetrics implements RpcObserver {
   readonly #attestations: Counter<'method' | 'outcome'>;
   readonly #rotations: Counter<'kind' | 'outcome'>;
   #processMetrics = false;
+  readonly #methods = new Map<string, MethodSeries>();
 
   constructor(opts: { clock: Clock }) {
     this.history = new ActivityHistory(opts.clock);
@@ -124,18 +131,32 @@ export class CaMetrics implements RpcObserver {
   }
 
   observeRpc(path: string, code: grpc.status, seconds: number): void {
-    const slash = path.lastIndexOf('/');
-    const service = path.slice(1, slash);
-    const method = path.slice(slash + 1);
-    const codeName = grpc.status[code] ?? 'UNKNOWN';
-    this.#handled.inc({ grpc_service: service, grpc_method: method, grpc_code: codeName });
-    this.#handlingSeconds.observe({ grpc_service: service, grpc_method: method }, seconds);
+    const m = this.#method(path);
+    let handled = m.handled.get(code);
+    if (!handled) {
+      handled = this.#handled.labels({ ...m.labels, grpc_code: grpc.status[code] ?? 'UNKNOWN' });
+      m.handled.set(code, handled);
+    }
+    handled.inc();
+    m.seconds.observe(seconds);
     if (code !== grpc.status.OK) {
-      this.#errors.inc({ grpc_code: codeName });
+      this.#errors.inc({ grpc_code: grpc.status[code] ?? 'UNKNOWN' });
       this.history.recordErrors();
     }
     const attestation = ATTESTATION_RPCS[path];
     if (attestation) this.#attestations.inc({ method: attestation, outcome: code === grpc.status.OK ? 'success' : 'failure' });
+  }
+
+  /** Label children per method path, resolved once: label hashing is the costly part of an observation. */
+  #method(path: string): MethodSeries {
+    let m = this.#methods.get(path);
+    if (!m) {
+      const slash = path.lastIndexOf('/');
+      const labels = { grpc_service: path.slice(1, slash), grpc_method: path.slice(slash + 1) };
+      m = { labels, handled: new Map(), seconds: this.#handlingSeconds.labels(labels) };
+      this.#methods.set(path, m);
+    }
+    return m;
   }
 
   observeResponse(path: string, message: unknown): void {
