@@ -14,6 +14,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../agent/agent.js';
 import { AuditServiceClient } from '../proto/gen/brevis/ca/v1/audit.js';
+import { AuthorityServiceClient, type AuthorityInfo } from '../proto/gen/brevis/ca/v1/authority.js';
 import { call, newKey, nodeClient, startTestCa, TD, type TestCa } from './support/ca-harness.js';
 import { agentConfig, createEntry, createJoinToken, tempDir, waitFor, testLogger } from './support/agent-harness.js';
 import { parseSamples, scrape } from './support/prometheus.js';
@@ -132,14 +133,23 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)('dashboard in headless
     expect(await num('[data-testid=entries] .num')).toBe(entries.length);
   });
 
-  it('shows the authorities of each kind with their state and lifetime', async () => {
-    const auths = await t.ca.store.listAuthorities();
+  it('shows the authorities of each kind with their state, lifetime and rotation progress as the admin API does', async () => {
+    const client = new AuthorityServiceClient(`unix://${t.ca.adminSocket}`, grpc.credentials.createInsecure());
+    const auths = await new Promise<AuthorityInfo[]>((resolve, reject) => client.listAuthorities({}, (e, r) => (e ? reject(e) : resolve(r.authorities))));
+    client.close();
+    await page.reload();
     for (const kind of ['x509-root', 'x509-intermediate', 'ssh-user', 'ssh-host']) {
       expect(await num(`[data-testid="authorities-${kind}"]`), kind).toBe(auths.filter((a) => a.kind === kind).length);
     }
+    for (const a of auths) {
+      const row = page.locator(`tr[data-authority-id="${a.id}"]`);
+      expect(await row.locator('.badge').textContent(), a.id).toBe(a.state);
+      const progress = await row.locator('td').last().textContent();
+      expect(progress).toContain(`acknowledged: ${a.acknowledgedAgents}/${a.agents} agents`);
+      expect(progress).toContain(`outstanding credentials: ${a.outstandingCredentials}`);
+    }
     const inter = auths.find((a) => a.kind === 'x509-intermediate' && a.state === 'active')!;
     const row = page.locator(`tr[data-authority-id="${inter.id}"]`);
-    expect(await row.locator('.badge').textContent()).toBe('active');
     expect(Number(await row.locator('td[data-value]').getAttribute('data-value'))).toBe(inter.notAfter);
     expect(await page.locator(`g[data-authority="${inter.id}"] rect.bar.st-active`).count()).toBe(1);
   });

@@ -39,6 +39,7 @@ import { edgeInterceptor, tlsPeerCaller } from '../metrics/grpc-edge.js';
 import { meterMinter, meterSshIssuer } from '../metrics/metered.js';
 import { startMetricsServer } from '../metrics/metrics-server.js';
 import { startCaDashboard } from '../dashboard/start-dashboard.js';
+import { lifecycleProgress } from '../dashboard/rotation-progress.js';
 import { verifyAuditChain } from '../audit/verify-chain.js';
 
 /** gRPC message size limit for the node and admin APIs (a batch of 1,000 CSRs fits). */
@@ -182,6 +183,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
         logger,
         readAudit: (o) => readAuditChain(store.db, o),
         verifyAudit: () => verifyAuditChain((afterSeq, limit) => readAuditChain(store.db, { afterSeq, limit })),
+        rotationProgress: lifecycleProgress(lifecycle),
         maxCredentialTtlSeconds: Math.max(config.x509SvidMaxTtlSeconds, config.agentSvidTtlSeconds, config.sshUserMaxTtlSeconds, config.sshHostMaxTtlSeconds),
       });
       closers.push(() => d.close());
