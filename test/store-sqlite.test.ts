@@ -7,14 +7,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Db } from '../ca/store/db.js';
 import { MIGRATIONS, SCHEMA_VERSION, migrate, type Migration } from '../ca/store/migrations.js';
 import { openSqliteStore, type SqliteStore } from '../ca/store/sqlite.js';
-import {
-  StoreError,
-  type AgentRecord,
-  type AuditRecord,
-  type AuthorityRecord,
-  type JoinTokenRecord,
-  type NewEntry,
-} from '../ca/store/store.js';
+import { StoreError, type AuditRecord } from '../ca/store/store.js';
+
+// What every store must do is in test/support/store-contract.ts (run on
+// SQLite and PostgreSQL by store-contract.test.ts); this file keeps what
+// only the SQLite file has: modes, WAL, the migration runner on a Db,
+// the query plan, file locks and read-only files.
 
 // Raw access to the file, independent of the store, to inspect and tamper.
 function rawOpen(file: string): Promise<sqlite3.Database> {
@@ -42,47 +40,6 @@ async function expectStoreError(p: Promise<unknown>, code: StoreError['code']): 
   return err as StoreError;
 }
 
-function entry(id: string, over: Partial<NewEntry> = {}): NewEntry {
-  return {
-    id,
-    spiffeId: `spiffe://example.org/workload/${id}`,
-    parentId: 'spiffe://example.org/spire/agent/join_token/t1',
-    selectors: [{ type: 'unix', value: 'uid:1000' }],
-    x509SvidTtl: 0,
-    dnsNames: [],
-    hint: '',
-    admin: false,
-    expiresAt: null,
-    ...over,
-  };
-}
-
-function token(id: string, over: Partial<JoinTokenRecord> = {}): JoinTokenRecord {
-  return {
-    id,
-    secretHash: `hash-${id}`,
-    agentId: `spiffe://example.org/spire/agent/join_token/${id}`,
-    expiresAt: 2_000,
-    usedAt: null,
-    createdAt: 1_000,
-    ...over,
-  };
-}
-
-function agent(agentId: string, over: Partial<AgentRecord> = {}): AgentRecord {
-  return {
-    agentId,
-    attestationType: 'join_token',
-    serial: '0a1b',
-    expiresAt: 5_000,
-    selectors: [{ type: 'join_token', value: 't1' }],
-    banned: false,
-    createdAt: 1_000,
-    lastSeenAt: 1_000,
-    ...over,
-  };
-}
-
 function audit(i: number, over: Partial<AuditRecord> = {}): AuditRecord {
   return {
     timeMs: 1_700_000_000_000 + i,
@@ -93,21 +50,6 @@ function audit(i: number, over: Partial<AuditRecord> = {}): AuditRecord {
     notAfter: 1_700_003_600,
     outcome: 'success',
     detail: null,
-    ...over,
-  };
-}
-
-function authority(id: string, over: Partial<AuthorityRecord> = {}): AuthorityRecord {
-  return {
-    id,
-    kind: 'x509-root',
-    state: 'active',
-    publicDer: Buffer.from([0x30, 0x03, 0x02, 0x01, 0x01]),
-    parentId: null,
-    keyRef: `${id}.key`,
-    notBefore: 1_000,
-    notAfter: 9_000,
-    createdAt: 1_000,
     ...over,
   };
 }
@@ -181,19 +123,6 @@ describe('SQLite store', () => {
       }
     });
 
-    it('refuses a database whose schema is newer than the code, saying so', async () => {
-      await (await open()).close();
-      const raw = await rawOpen(file);
-      await rawRun(raw, 'INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)', [
-        SCHEMA_VERSION + 1,
-        'from the future',
-        0,
-      ]);
-      await rawClose(raw);
-      const err = await expectStoreError(openSqliteStore(file), 'CORRUPT');
-      expect(err.message).toContain(`schema version ${SCHEMA_VERSION + 1} is newer`);
-    });
-
     it('refuses a file that is not a SQLite database as corrupt', async () => {
       fs.writeFileSync(file, 'this is not a database, just some text that is long enough'.repeat(20), { mode: 0o600 });
       await expectStoreError(openSqliteStore(file), 'CORRUPT');
@@ -238,69 +167,6 @@ describe('SQLite store', () => {
   });
 
   describe('registration entries', () => {
-    it('creates an entry at revision 1 with selectors sorted by type then value and deduplicated', async () => {
-      const store = await open();
-      const created = await store.createEntry(
-        entry('e1', {
-          selectors: [
-            { type: 'unix', value: 'uid:1000' },
-            { type: 'k8s', value: 'ns:prod' },
-            { type: 'unix', value: 'gid:10' },
-            { type: 'k8s', value: 'ns:prod' },
-          ],
-          dnsNames: ['b.example.org', 'a.example.org'],
-          x509SvidTtl: 600,
-          hint: 'db',
-          admin: true,
-          expiresAt: 99_999,
-        }),
-        1_234,
-      );
-      const expected = {
-        id: 'e1',
-        spiffeId: 'spiffe://example.org/workload/e1',
-        parentId: 'spiffe://example.org/spire/agent/join_token/t1',
-        selectors: [
-          { type: 'k8s', value: 'ns:prod' },
-          { type: 'unix', value: 'gid:10' },
-          { type: 'unix', value: 'uid:1000' },
-        ],
-        x509SvidTtl: 600,
-        dnsNames: ['b.example.org', 'a.example.org'],
-        hint: 'db',
-        admin: true,
-        expiresAt: 99_999,
-        revision: 1,
-        createdAt: 1_234,
-      };
-      expect(created).toEqual(expected);
-      expect(await store.getEntry('e1')).toEqual(expected);
-    });
-
-    it('returns undefined for an unknown entry', async () => {
-      const store = await open();
-      expect(await store.getEntry('nope')).toBeUndefined();
-    });
-
-    it('refuses a second entry with the same id as a conflict and keeps the first', async () => {
-      const store = await open();
-      await store.createEntry(entry('dup', { hint: 'first' }), 1);
-      const err = await expectStoreError(store.createEntry(entry('dup', { hint: 'second' }), 2), 'CONFLICT');
-      expect(err.message).toContain('dup');
-      expect((await store.getEntry('dup'))?.hint).toBe('first');
-    });
-
-    it('lists all entries, and the entries of any of several parents', async () => {
-      const store = await open();
-      await store.createEntry(entry('c', { parentId: 'spiffe://example.org/agent/a' }), 1);
-      await store.createEntry(entry('a', { parentId: 'spiffe://example.org/agent/b' }), 1);
-      await store.createEntry(entry('b', { parentId: 'spiffe://example.org/agent/c' }), 1);
-      expect((await store.listEntries()).map((e) => e.id)).toEqual(['a', 'b', 'c']);
-      const some = await store.listEntriesByParents(['spiffe://example.org/agent/a', 'spiffe://example.org/agent/c', 'unknown']);
-      expect(some.map((e) => e.id)).toEqual(['b', 'c']);
-      expect(await store.listEntriesByParents([])).toEqual([]);
-    });
-
     it('looks entries up by parent through an index', async () => {
       await (await open()).close();
       const raw = await rawOpen(file);
@@ -316,273 +182,9 @@ describe('SQLite store', () => {
       }
     });
 
-    it('deletes an entry and says whether it existed', async () => {
-      const store = await open();
-      await store.createEntry(entry('gone'), 1);
-      expect(await store.deleteEntry('gone')).toBe(true);
-      expect(await store.getEntry('gone')).toBeUndefined();
-      expect(await store.deleteEntry('gone')).toBe(false);
-    });
   });
 
-  describe('join tokens', () => {
-    it('consumes a valid token once, returning it marked used, then reports it used', async () => {
-      const store = await open();
-      await store.createJoinToken(token('t1'));
-      expect(await store.consumeJoinToken('hash-t1', 1_500)).toEqual({ ok: true, token: token('t1', { usedAt: 1_500 }) });
-      expect(await store.consumeJoinToken('hash-t1', 1_501)).toEqual({ ok: false, reason: 'used' });
-    });
-
-    it('reports an unknown secret as unknown', async () => {
-      const store = await open();
-      await store.createJoinToken(token('t1'));
-      expect(await store.consumeJoinToken('hash-other', 1_500)).toEqual({ ok: false, reason: 'unknown' });
-    });
-
-    it('treats a token as expired from its expiry second on, and leaves it unused', async () => {
-      const store = await open();
-      await store.createJoinToken(token('t1', { expiresAt: 2_000 }));
-      expect(await store.consumeJoinToken('hash-t1', 2_000)).toEqual({ ok: false, reason: 'expired' });
-      expect(await store.consumeJoinToken('hash-t1', 1_999)).toMatchObject({ ok: true });
-    });
-
-    it('refuses two tokens with the same secret hash as a conflict', async () => {
-      const store = await open();
-      await store.createJoinToken(token('t1', { secretHash: 'same' }));
-      await expectStoreError(store.createJoinToken(token('t2', { secretHash: 'same' })), 'CONFLICT');
-    });
-
-    it('lets exactly one of 20 concurrent consumers of the same token succeed', async () => {
-      const store = await open();
-      await store.createJoinToken(token('t1'));
-      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.consumeJoinToken('hash-t1', 1_100 + i)));
-      expect(results.filter((r) => r.ok)).toHaveLength(1);
-      expect(results.filter((r) => !r.ok && r.reason === 'used')).toHaveLength(19);
-    });
-
-    it('lets exactly one of two stores on the same file consume a token', async () => {
-      const a = await open();
-      const b = await open();
-      await a.createJoinToken(token('t1'));
-      const results = await Promise.all([
-        ...Array.from({ length: 10 }, () => a.consumeJoinToken('hash-t1', 1_100)),
-        ...Array.from({ length: 10 }, () => b.consumeJoinToken('hash-t1', 1_100)),
-      ]);
-      expect(results.filter((r) => r.ok)).toHaveLength(1);
-    });
-  });
-
-  describe('agents', () => {
-    it('stores an agent with sorted selectors and lists agents by id', async () => {
-      const store = await open();
-      await store.upsertAgent(agent('spiffe://example.org/agent/b'));
-      await store.upsertAgent(
-        agent('spiffe://example.org/agent/a', {
-          attestationType: 'x509pop',
-          selectors: [
-            { type: 'x509pop', value: 'subject:cn:b' },
-            { type: 'x509pop', value: 'subject:cn:a' },
-          ],
-        }),
-      );
-      const a = await store.getAgent('spiffe://example.org/agent/a');
-      expect(a).toEqual(
-        agent('spiffe://example.org/agent/a', {
-          attestationType: 'x509pop',
-          selectors: [
-            { type: 'x509pop', value: 'subject:cn:a' },
-            { type: 'x509pop', value: 'subject:cn:b' },
-          ],
-        }),
-      );
-      expect((await store.listAgents()).map((x) => x.agentId)).toEqual([
-        'spiffe://example.org/agent/a',
-        'spiffe://example.org/agent/b',
-      ]);
-      expect(await store.getAgent('spiffe://example.org/agent/none')).toBeUndefined();
-    });
-
-    it('replaces an agent record on re-attestation', async () => {
-      const store = await open();
-      const id = 'spiffe://example.org/agent/a';
-      await store.upsertAgent(agent(id));
-      await store.upsertAgent(agent(id, { serial: 'ff', expiresAt: 8_000, lastSeenAt: 3_000 }));
-      expect(await store.getAgent(id)).toEqual(agent(id, { serial: 'ff', expiresAt: 8_000, lastSeenAt: 3_000 }));
-    });
-
-    it('keeps a ban through a later upsert', async () => {
-      const store = await open();
-      const id = 'spiffe://example.org/agent/a';
-      await store.upsertAgent(agent(id));
-      expect(await store.banAgent(id)).toBe(true);
-      await store.upsertAgent(agent(id, { banned: false, serial: 'ff' }));
-      expect(await store.getAgent(id)).toMatchObject({ banned: true, serial: 'ff' });
-      expect(await store.banAgent('spiffe://example.org/agent/none')).toBe(false);
-    });
-
-    it('pins a renewed SVID serial and records when the agent was seen', async () => {
-      const store = await open();
-      const id = 'spiffe://example.org/agent/a';
-      await store.upsertAgent(agent(id));
-      expect(await store.updateAgentSvid(id, 'beef', 9_000, 4_000)).toBe(true);
-      expect(await store.getAgent(id)).toMatchObject({ serial: 'beef', expiresAt: 9_000, lastSeenAt: 4_000 });
-      await store.touchAgent(id, 4_500);
-      expect((await store.getAgent(id))?.lastSeenAt).toBe(4_500);
-      expect(await store.updateAgentSvid('spiffe://example.org/agent/none', 'beef', 9_000, 4_000)).toBe(false);
-      await store.touchAgent('spiffe://example.org/agent/none', 4_500);
-      expect(await store.getAgent('spiffe://example.org/agent/none')).toBeUndefined();
-    });
-
-    it('deletes an agent and says whether it existed', async () => {
-      const store = await open();
-      const id = 'spiffe://example.org/agent/a';
-      await store.upsertAgent(agent(id));
-      expect(await store.deleteAgent(id)).toBe(true);
-      expect(await store.getAgent(id)).toBeUndefined();
-      expect(await store.deleteAgent(id)).toBe(false);
-    });
-  });
-
-  describe('audit', () => {
-    it('appends records with increasing sequence numbers and lists them oldest first', async () => {
-      const store = await open();
-      await store.appendAudit([audit(1), audit(2, { outcome: 'failure', detail: 'policy', spiffeId: null, serial: null, notAfter: null })]);
-      await store.appendAudit([audit(3, { seq: 1 })]); // a caller's seq is ignored
-      const all = await store.listAudit();
-      expect(all).toEqual([
-        { ...audit(1), seq: 1 },
-        { ...audit(2, { outcome: 'failure', detail: 'policy', spiffeId: null, serial: null, notAfter: null }), seq: 2 },
-        { ...audit(3), seq: 3 },
-      ]);
-    });
-
-    it('filters audit records by time and limits how many are returned', async () => {
-      const store = await open();
-      await store.appendAudit([audit(1), audit(2), audit(3), audit(4)]);
-      expect((await store.listAudit({ sinceMs: audit(2).timeMs })).map((r) => r.serial)).toEqual(['2', '3', '4']);
-      expect((await store.listAudit({ limit: 2 })).map((r) => r.serial)).toEqual(['1', '2']);
-      expect((await store.listAudit({ sinceMs: audit(3).timeMs, limit: 1 })).map((r) => r.serial)).toEqual(['3']);
-    });
-
-    it('appends 1000 records in one call', async () => {
-      const store = await open();
-      const records = Array.from({ length: 1000 }, (_, i) => audit(i));
-      await store.appendAudit(records);
-      const listed = await store.listAudit();
-      expect(listed).toHaveLength(1000);
-      expect(listed[999]).toEqual({ ...audit(999), seq: 1000 });
-    });
-
-    it('writes none of a batch when one record in it is refused', async () => {
-      const store = await open();
-      const bad = audit(3, { outcome: 'maybe' as AuditRecord['outcome'] });
-      await expectStoreError(store.appendAudit([audit(1), audit(2), bad]), 'CONFLICT');
-      expect(await store.listAudit()).toEqual([]);
-    });
-
-    it('keeps a concurrent write out of a batch that is rolled back', async () => {
-      const store = await open();
-      const bad = audit(300, { outcome: 'maybe' as AuditRecord['outcome'] });
-      const batch = [...Array.from({ length: 299 }, (_, i) => audit(i)), bad];
-      const [failed, created] = await Promise.allSettled([
-        store.appendAudit(batch),
-        store.createEntry(entry('during'), 1),
-        store.setMeta('during', 'yes'),
-      ]);
-      expect(failed.status).toBe('rejected');
-      expect(created.status).toBe('fulfilled');
-      expect(await store.getEntry('during')).toBeDefined();
-      expect(await store.getMeta('during')).toBe('yes');
-      expect(await store.listAudit()).toEqual([]);
-    });
-
-    it('refuses UPDATE and DELETE of audit rows at the database level', async () => {
-      const store = await open();
-      await store.appendAudit([audit(1)]);
-      await store.close();
-      const raw = await rawOpen(file);
-      try {
-        await expect(rawRun(raw, "UPDATE audit SET outcome = 'failure'")).rejects.toThrow(/append-only/);
-        await expect(rawRun(raw, 'DELETE FROM audit')).rejects.toThrow(/append-only/);
-        expect(await rawAll(raw, 'SELECT outcome FROM audit')).toEqual([{ outcome: 'success' }]);
-      } finally {
-        await rawClose(raw);
-      }
-    });
-  });
-
-  describe('authorities', () => {
-    it('stores authorities, lists them by kind, and replaces one put again', async () => {
-      const store = await open();
-      await store.putAuthority(authority('root1'));
-      await store.putAuthority(authority('int1', { kind: 'x509-intermediate', parentId: 'root1', notBefore: 2_000 }));
-      await store.putAuthority(authority('ssh1', { kind: 'ssh-user', publicDer: Buffer.from('ssh-blob') }));
-      expect(await store.listAuthorities('x509-intermediate')).toEqual([
-        authority('int1', { kind: 'x509-intermediate', parentId: 'root1', notBefore: 2_000 }),
-      ]);
-      const all = await store.listAuthorities();
-      expect(all.map((a) => a.id).sort()).toEqual(['int1', 'root1', 'ssh1']);
-      expect(Buffer.isBuffer(all.find((a) => a.id === 'ssh1')?.publicDer)).toBe(true);
-      expect(all.find((a) => a.id === 'ssh1')?.publicDer.toString()).toBe('ssh-blob');
-
-      await store.putAuthority(authority('root1', { state: 'retired', keyRef: 'other.key' }));
-      expect(await store.listAuthorities('x509-root')).toEqual([authority('root1', { state: 'retired', keyRef: 'other.key' })]);
-    });
-
-    it('changes an authority state and says whether it existed', async () => {
-      const store = await open();
-      await store.putAuthority(authority('root1', { state: 'prepared' }));
-      expect(await store.setAuthorityState('root1', 'active')).toBe(true);
-      expect((await store.listAuthorities())[0]?.state).toBe('active');
-      expect(await store.setAuthorityState('none', 'active')).toBe(false);
-    });
-  });
-
-  describe('meta', () => {
-    it('sets, overwrites and reads small values', async () => {
-      const store = await open();
-      expect(await store.getMeta('bundle_sequence')).toBeUndefined();
-      await store.setMeta('bundle_sequence', '1');
-      await store.setMeta('bundle_sequence', '2');
-      expect(await store.getMeta('bundle_sequence')).toBe('2');
-    });
-  });
-
-  describe('lifecycle', () => {
-    it('keeps everything across close and reopen', async () => {
-      const first = await open();
-      await first.createEntry(entry('e1'), 10);
-      await first.createJoinToken(token('t1'));
-      await first.consumeJoinToken('hash-t1', 1_500);
-      await first.upsertAgent(agent('spiffe://example.org/agent/a'));
-      await first.appendAudit([audit(1)]);
-      await first.putAuthority(authority('root1'));
-      await first.setMeta('k', 'v');
-      await first.close();
-
-      const second = await open();
-      expect(await second.getEntry('e1')).toEqual({ ...entry('e1'), revision: 1, createdAt: 10 });
-      expect(await second.consumeJoinToken('hash-t1', 1_600)).toEqual({ ok: false, reason: 'used' });
-      expect(await second.getAgent('spiffe://example.org/agent/a')).toEqual(agent('spiffe://example.org/agent/a'));
-      expect(await second.listAudit()).toEqual([{ ...audit(1), seq: 1 }]);
-      expect(await second.listAuthorities()).toEqual([authority('root1')]);
-      expect(await second.getMeta('k')).toBe('v');
-    });
-
-    it('finishes work already queued when closed, then refuses calls as closed', async () => {
-      const store = await open();
-      const pending = store.setMeta('k', 'v');
-      const closing = store.close();
-      await pending;
-      await closing;
-      await store.close(); // idempotent
-      await expectStoreError(store.getMeta('k'), 'CLOSED');
-      await expectStoreError(store.listEntriesByParents([]), 'CLOSED');
-      await expectStoreError(store.appendAudit([audit(1)]), 'CLOSED');
-      const reopened = await open();
-      expect(await reopened.getMeta('k')).toBe('v');
-    });
-
+  describe('locks and read-only files', () => {
     it('reports a write lock held too long by another process as an IO error and recovers', async () => {
       const store = await open({ busyTimeoutMs: 50 });
       const raw = await rawOpen(file);
