@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { colourEnabled, paint, withProgress, type TerminalStream } from '../ca/cli/terminal.js';
+import { startTestCa, type TestCa } from './support/ca-harness.js';
+import { CA_BIN, requireBuilt } from './support/processes.js';
 
 function stream(isTTY: boolean): TerminalStream & { out: string[] } {
   const out: string[] = [];
@@ -52,5 +56,51 @@ describe('progress for slow work', () => {
     const s = stream(true);
     await expect(withProgress('x', async () => (await sleep(50), Promise.reject(new Error('boom'))), { stream: s, delayMs: 10 })).rejects.toThrow('boom');
     expect(s.out.at(-1)).toBe('\r\u001b[2K');
+  });
+});
+
+describe('the CLIs on a terminal and in a pipe', () => {
+  let t: TestCa;
+  beforeAll(async () => {
+    requireBuilt();
+    t = await startTestCa();
+  });
+  afterAll(async () => {
+    await t?.cleanup();
+  });
+
+  /** The test runner's environment without colour overrides (vitest sets FORCE_COLOR). */
+  function plainEnv(): NodeJS.ProcessEnv {
+    const env = { ...process.env, TERM: 'xterm' };
+    delete env.NO_COLOR;
+    delete env.FORCE_COLOR;
+    return env;
+  }
+
+  /** Runs the CA CLI with stdout and stderr piped. Async: the CA under test runs in this process and must keep answering. */
+  async function piped(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return promisify(execFile)(process.execPath, [CA_BIN, ...args], { encoding: 'utf8', env: plainEnv() }).then(
+      (r) => ({ code: 0, ...r }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+  }
+
+  /** Runs the CA CLI under a pseudo-terminal (util-linux `script`), so stdout and stderr are TTYs; resolves with what it wrote. */
+  async function onTerminal(args: string[]): Promise<string> {
+    const cmd = [process.execPath, CA_BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    // Async: the CA under test runs in this process and must keep answering.
+    const r = await promisify(execFile)('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: plainEnv() }).catch(
+      (e: { stdout: string }) => e,
+    );
+    return r.stdout;
+  }
+
+  it('colours the healthcheck and the error prefix on a terminal only', async () => {
+    expect(await onTerminal(['healthcheck', '--socket', t.ca.adminSocket])).toContain('\u001b[32mserving\u001b[39m');
+    expect((await piped(['healthcheck', '--socket', t.ca.adminSocket])).stdout).toBe('serving\n');
+    const failed = await piped(['entry', 'show', 'nope', '--socket', t.ca.adminSocket]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/^brevis-ca: no entry/);
+    expect(await onTerminal(['entry', 'show', 'nope', '--socket', t.ca.adminSocket])).toMatch(/^\u001b\[31mbrevis-ca:\u001b\[39m no entry/);
   });
 });

@@ -14,6 +14,7 @@ import {
   type TaintAuthorityResponse,
 } from '../../proto/gen/brevis/ca/v1/authority.js';
 import { resolveAdminSocket } from './admin-client.js';
+import { paint, withProgress } from './terminal.js';
 import { SocketClient } from './socket-client.js';
 
 export interface AuthorityCliHelpers {
@@ -97,7 +98,9 @@ export function registerAuthorityCommands(program: Command, h: AuthorityCliHelpe
     .option('--key-type <type>', 'ec-p256, ec-p384 or ed25519 (X.509); ed25519 or ec-p256 (SSH); default as configured')
     .option('--json', 'print a JSON object')
     .action(async (opts: { socket?: string; kind: string; keyType?: string; json?: boolean }) => {
-      const r = await withClient(opts, (c) => c.call<object, PrepareAuthorityResponse>('prepareAuthority', { kind: opts.kind, keyType: opts.keyType ?? '' }));
+      const r = await withProgress(`preparing a new ${opts.kind} authority`, () =>
+        withClient(opts, (c) => c.call<object, PrepareAuthorityResponse>('prepareAuthority', { kind: opts.kind, keyType: opts.keyType ?? '' })),
+      );
       if (opts.json) h.json({ ...authorityJson(r.authority!), alsoPrepared: r.alsoPrepared.map(authorityJson) });
       else h.out(r.authority!.id);
     });
@@ -108,8 +111,10 @@ export function registerAuthorityCommands(program: Command, h: AuthorityCliHelpe
     .requiredOption('--id <id>', 'the prepared authority (see authority show)')
     .option('--force', 'activate even though some agents have not acknowledged it')
     .action(async (opts: { socket?: string; kind: string; id: string; force?: boolean }) => {
-      const r = await withClient(opts, (c) => c.call<object, ActivateAuthorityResponse>('activateAuthority', { kind: opts.kind, id: opts.id, force: Boolean(opts.force) }));
-      if (r.unacknowledgedAgents.length) process.stderr.write(`warning: activated without acknowledgement from ${r.unacknowledgedAgents.length} agent(s): ${r.unacknowledgedAgents.join(', ')}\n`);
+      const r = await withProgress(`activating ${opts.kind} ${opts.id}`, () =>
+        withClient(opts, (c) => c.call<object, ActivateAuthorityResponse>('activateAuthority', { kind: opts.kind, id: opts.id, force: Boolean(opts.force) })),
+      );
+      if (r.unacknowledgedAgents.length) process.stderr.write(`${paint('warning:', 'yellow', process.stderr)} activated without acknowledgement from ${r.unacknowledgedAgents.length} agent(s): ${r.unacknowledgedAgents.join(', ')}\n`);
       h.out(`activated ${opts.kind} ${r.authority!.id}; retired ${r.retiredIds.join(', ') || 'nothing'}`);
     });
 
@@ -137,7 +142,7 @@ export function registerAuthorityCommands(program: Command, h: AuthorityCliHelpe
     .option('--force', 'revoke even though credentials chained to it are outstanding')
     .action(async (opts: { socket?: string; kind: string; id: string; force?: boolean }) => {
       const r = await withClient(opts, (c) => c.call<object, RevokeAuthorityResponse>('revokeAuthority', { kind: opts.kind, id: opts.id, force: Boolean(opts.force) }));
-      if (r.outstandingCredentials > 0) process.stderr.write(`warning: revoked with ${r.outstandingCredentials} credentials outstanding\n`);
+      if (r.outstandingCredentials > 0) process.stderr.write(`${paint('warning:', 'yellow', process.stderr)} revoked with ${r.outstandingCredentials} credentials outstanding\n`);
       h.out(`revoked ${opts.kind} ${r.authority!.id}`);
     });
 }

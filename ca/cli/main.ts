@@ -18,6 +18,7 @@ import { AdminApi, resolveAdminSocket } from './admin-client.js';
 import { CliError } from './cli-error.js';
 import { printAgents, printEntries, printEntry } from './output.js';
 import { runCa } from './run.js';
+import { paint } from './terminal.js';
 import { addEntrySshOptions, entrySshFromFlags, registerSshCommands } from './ssh-commands.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerAuthorityCommands } from './authority-commands.js';
@@ -239,7 +240,7 @@ export function buildProgram(): Command {
     .action(async (opts) => {
       const ok = await withAdmin(opts, (api) => api.serving());
       if (!ok) throw new CliError('the CA is not serving');
-      out('serving');
+      out(paint('serving', 'green'));
     });
 
   return program;
@@ -252,7 +253,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     const msg = e instanceof CliError ? e.message : e instanceof Error ? e.message : String(e);
-    process.stderr.write(`brevis-ca: ${msg.split('\n')[0]}\n`);
+    process.stderr.write(`${paint('brevis-ca:', 'red', process.stderr)} ${msg.split('\n')[0]}\n`);
     return 1;
   }
 }

@@ -30,7 +30,8 @@ import { activeOf, expiredRetirees, isTrusted, preparedOf, type LifecycleAuthori
 import { activationChanges, revokeChanges, rollbackChanges, taintChanges, type ChangeSet, type RetirePolicy } from './plan-changes.js';
 
 export interface AuthorityLifecycleOptions {
-  lifecycleStore: SqliteLifecycleStore;
+  /** SQLite or PostgreSQL (ca/store/datastore.ts). */
+  lifecycleStore: Pick<SqliteLifecycleStore, keyof SqliteLifecycleStore>;
   store: Pick<Store, 'listAgents'>;
   keys: KeyStore;
   clock: Clock;

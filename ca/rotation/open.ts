@@ -8,16 +8,17 @@ import type { Clock } from '../../spiffe/clock.js';
 import type { CaConfig } from '../config/config.js';
 import type { KeyStore } from '../keys/keystore.js';
 import type { MintedSvid } from '../api/context.js';
-import type { SqliteStore } from '../store/sqlite.js';
-import type { AuthorityKind } from '../store/store.js';
+import type { LifecycleStorage } from '../store/datastore.js';
+import type { AuthorityKind, Store } from '../store/store.js';
 import { parseCertificate } from '../x509/parse.js';
 import { crashHookFromEnv } from './crash-hook.js';
 import { AuthorityLifecycle } from './lifecycle.js';
-import { SqliteLifecycleStore } from './lifecycle-store.js';
 import { Rotator } from './rotator.js';
 
 export interface OpenLifecycleDeps {
-  store: SqliteStore;
+  store: Pick<Store, 'listAgents'>;
+  /** The life cycle's tables in the same database (OpenedDatastore.lifecycleStore). */
+  lifecycleStore: LifecycleStorage;
   keys: KeyStore;
   clock: Clock;
   config: CaConfig;
@@ -29,7 +30,7 @@ export interface OpenLifecycleDeps {
 export function openAuthorityLifecycle(d: OpenLifecycleDeps): Promise<AuthorityLifecycle> {
   const c = d.config;
   return AuthorityLifecycle.open({
-    lifecycleStore: new SqliteLifecycleStore(d.store.db),
+    lifecycleStore: d.lifecycleStore,
     store: d.store,
     keys: d.keys,
     clock: d.clock,
