@@ -71,7 +71,7 @@ describe('the CLIs on a terminal and in a pipe', () => {
 
   /** The test runner's environment without colour overrides (vitest sets FORCE_COLOR). */
   function plainEnv(): NodeJS.ProcessEnv {
-    const env = { ...process.env, TERM: 'xterm' };
+    const env: NodeJS.ProcessEnv = { ...process.env, TERM: 'xterm' };
     delete env.NO_COLOR;
     delete env.FORCE_COLOR;
     return env;

@@ -14,7 +14,7 @@ import { realClock, type Clock } from '../../spiffe/clock.js';
 import { pemDecodeAll } from '../../spiffe/pem.js';
 import type { CaConfig } from '../config/config.js';
 import { KeyStore } from '../keys/keystore.js';
-import { openSqliteStore } from '../store/sqlite.js';
+import { describeDatastore, openDatastore } from '../store/datastore.js';
 import type { Store } from '../store/store.js';
 import type { X509Authority } from '../authority/x509-authority.js';
 import { X509Minter } from '../issue/x509-minter.js';
@@ -28,7 +28,6 @@ import { ServerIdentity } from './server-identity.js';
 import { HealthService } from '../../agent/workload-api/health.js';
 import { AuditServiceService } from '../../proto/gen/brevis/ca/v1/audit.js';
 import { createAuditService } from '../api/audit-service.js';
-import { readAuditChain } from '../audit/sqlite-audit-chain.js';
 import type { AuthorityLifecycle } from '../rotation/lifecycle.js';
 import { openAuthorityLifecycle, startRotation } from '../rotation/open.js';
 import { AuthorityServiceService } from '../../proto/gen/brevis/ca/v1/authority.js';
@@ -75,7 +74,13 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     logger.warn({ dataDir: config.dataDir, was: mode.toString(8) }, 'data directory was accessible to others; set to 0700');
   }
 
-  const store = await openSqliteStore(path.join(config.dataDir, 'brevis.db'));
+  const datastore = await openDatastore(config.datastore, {
+    dataDir: config.dataDir,
+    clock,
+    onConnectionError: (err) => logger.warn({ err: err.message }, 'a PostgreSQL connection failed; the pool replaces it'),
+  });
+  const store = datastore.store;
+  logger.info({ datastore: describeDatastore(config.datastore, config.dataDir) }, 'datastore open');
   const keys = new KeyStore({ dir: path.join(config.dataDir, 'keys'), ...(config.kek ? { kek: config.kek } : {}) });
   if (!config.kek) logger.warn('CA keys are stored unencrypted (mode 0600); configure kekFile or kekPassphraseEnv to encrypt them at rest');
 
@@ -89,6 +94,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     metrics.watchStore(store, clock);
     const lifecycle = await openAuthorityLifecycle({
       store,
+      lifecycleStore: datastore.lifecycleStore,
       keys,
       clock,
       config,
@@ -156,7 +162,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       interceptors: [edgeInterceptor({ logger, observer: metrics, caller: () => ADMIN_CALLER, okLevel: 'info' }), undecodableInterceptor()],
     });
     adminServer.addService(guardDecoding(AdminServiceService), createAdminService(ctx));
-    adminServer.addService(guardDecoding(AuditServiceService), createAuditService({ read: (o) => readAuditChain(store.db, o), logger }));
+    adminServer.addService(guardDecoding(AuditServiceService), createAuditService({ read: (o) => datastore.readAuditChain(o), logger }));
     adminServer.addService(guardDecoding(HealthServiceDef), health.handlers());
     adminServer.addService(guardDecoding(AuthorityServiceService), createAuthorityService({ lifecycle, logger }));
     if (existsSync(config.adminSocket)) unlinkSync(config.adminSocket);
@@ -181,8 +187,8 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
         store,
         history: metrics.history,
         logger,
-        readAudit: (o) => readAuditChain(store.db, o),
-        verifyAudit: () => verifyAuditChain((afterSeq, limit) => readAuditChain(store.db, { afterSeq, limit })),
+        readAudit: (o) => datastore.readAuditChain(o),
+        verifyAudit: () => verifyAuditChain((afterSeq, limit) => datastore.readAuditChain({ afterSeq, limit })),
         rotationProgress: lifecycleProgress(lifecycle),
         maxCredentialTtlSeconds: Math.max(config.x509SvidMaxTtlSeconds, config.agentSvidTtlSeconds, config.sshUserMaxTtlSeconds, config.sshHostMaxTtlSeconds),
       });
