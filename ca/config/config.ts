@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { parseDuration } from '../../spiffe/duration.js';
 import { parseTrustDomain } from '../../spiffe/id.js';
 import { isLoopbackHost, parseListenAddress } from '../metrics/listen-address.js';
+import { parseDatastore, type DatastoreSetting } from '../store/datastore.js';
 
 export type CaKeyType = 'ec-p256' | 'ec-p384' | 'ed25519';
 
@@ -45,6 +46,8 @@ export interface CaConfig {
   readonly metricsListen: string | null;
   /** The read-only web dashboard, or null (off). */
   readonly dashboard: DashboardConfig | null;
+  /** SQLite in the data directory (one server), or a PostgreSQL database shared by several servers. */
+  readonly datastore: DatastoreSetting;
 }
 
 export interface DashboardConfig {
@@ -102,6 +105,7 @@ export const rawCaConfigSchema = z
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
     metrics: hostPort('metrics').optional(),
     dashboard: hostPort('dashboard').optional(),
+    datastore: z.string().min(1).optional(),
     dashboardTlsCert: z.string().min(1).optional(),
     dashboardTlsKey: z.string().min(1).optional(),
     dashboardClientCa: z.string().min(1).optional(),
@@ -170,6 +174,17 @@ export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessE
     if (!v) throw new ConfigError(`environment variable ${c.kekPassphraseEnv} (kekPassphraseEnv) is empty or unset`);
     kek = { passphrase: v };
   }
+  let datastore: DatastoreSetting;
+  try {
+    datastore = parseDatastore(c.datastore);
+  } catch (e) {
+    throw new ConfigError(`invalid configuration: datastore: ${(e as Error).message}`);
+  }
+  // Servers sharing a database share the CA keys in it: each must be given
+  // the same KEK, never one generated on its own disk.
+  if (datastore.kind === 'postgres' && kek === null) {
+    throw new ConfigError('a PostgreSQL datastore is shared by every CA server: give each the same key-encryption key (--kek-file FILE or BREVIS_KEK)');
+  }
   const dataDir = path.resolve(c.dataDir);
   const dashboard = dashboardConfig(c);
   return Object.freeze({
@@ -198,6 +213,7 @@ export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessE
     logLevel: c.logLevel,
     metricsListen: c.metrics ?? null,
     dashboard,
+    datastore,
   });
 }
 
