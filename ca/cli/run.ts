@@ -14,6 +14,7 @@ interface RunFlags {
   sshKeyType?: string;
   x509popCaBundle?: string;
   kekFile?: string;
+  datastore?: string;
   kekPassphraseEnv?: string;
   logLevel?: string;
   metrics?: string;
