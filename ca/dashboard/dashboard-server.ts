@@ -86,6 +86,7 @@ export async function startDashboard(opts: DashboardServerOptions): Promise<Dash
         return send('application/json', JSON.stringify(await model.snapshot()));
       case '/events':
         res.writeHead(200, { 'content-type': 'text/event-stream', connection: 'keep-alive', ...SECURITY_HEADERS });
+        if (req.method === 'HEAD') return void res.end();
         res.write('retry: 2000\n\n');
         clients.add(res);
         req.on('close', () => clients.delete(res));
