@@ -67,7 +67,12 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
 
   const stored = loadStoredBundle(config.dataDir);
   const roots = stored ?? readBootstrapBundle(config);
-  const channel = new NodeChannel({ address: config.serverAddress, trustDomain: config.trustDomain, roots });
+  const channel = new NodeChannel({
+    address: config.serverAddresses,
+    trustDomain: config.trustDomain,
+    roots,
+    onFailover: (from, to, reason) => logger.warn({ from, to, err: reason }, 'CA server unreachable; moved to the next one'),
+  });
   const metrics = config.metricsListen ? new AgentMetrics({ clock }) : null;
   const api = metrics ? metrics.meterNodeApi(new NodeApi(channel)) : new NodeApi(channel);
   const lock = new Mutex();

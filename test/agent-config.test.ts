@@ -32,6 +32,7 @@ describe('agent configuration', () => {
     const c = buildAgentConfig({ ...base, joinToken: 'tok' });
     expect(c).toEqual({
       serverAddress: 'ca.example.org:8081',
+      serverAddresses: ['ca.example.org:8081'],
       trustDomain: 'example.org',
       trustBundleFile: '/etc/brevis/bundle.pem',
       dataDir: '/var/lib/brevis-agent',

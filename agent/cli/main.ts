@@ -40,7 +40,7 @@ export function buildProgram(): Command {
   program
     .command('run')
     .description('run the agent')
-    .option('--server <host:port>', 'node API of the CA')
+    .option('--server <host:port,...>', 'node API of the CA; several servers of one CA as HOST:PORT,HOST:PORT,... (the agent fails over between them)')
     .option('--trust-domain <td>', 'trust domain, e.g. example.org')
     .option('--trust-bundle <file>', 'PEM root certificates of the CA, trusted until the agent has its own copy')
     .option('--data-dir <dir>', 'state directory (agent SVID and key, last bundle)')

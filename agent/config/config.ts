@@ -10,6 +10,7 @@ import { validateHostPrincipal } from '../../ca/ssh/options.js';
 import { parseListenAddress } from '../../ca/metrics/listen-address.js';
 import { parseDuration } from '../../spiffe/duration.js';
 import { parseTrustDomain } from '../../spiffe/id.js';
+import { parseServerList } from '../node/failover.js';
 
 /** How the agent proves who it is on first start (or when it must attest again). */
 export type AttestationConfig =
@@ -50,8 +51,10 @@ export interface AgentSshConfig {
 }
 
 export interface AgentConfig {
-  /** host:port of the CA's node API (TLS). */
+  /** host:port of the CA's node API (TLS): the first of `serverAddresses`. */
   readonly serverAddress: string;
+  /** Every CA server, in order of preference; the agent fails over between them. */
+  readonly serverAddresses: readonly string[];
   readonly trustDomain: string;
   /** PEM file with the CA's root certificates, used until the agent has a bundle of its own. */
   readonly trustBundleFile: string;
@@ -102,7 +105,15 @@ const number = z.union([
 /** The raw shape accepted from a JSON config file and from flags (camelCase of the flag names). */
 export const rawAgentConfigSchema = z
   .object({
-    server: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'server must be HOST:PORT'),
+    // HOST:PORT, or several servers of one CA: HOST:PORT,HOST:PORT,... (a config file may give a list).
+    server: z.union([z.string(), z.array(z.string()).min(1).transform((l) => l.join(','))]).transform((s, ctx) => {
+      try {
+        return parseServerList(s);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: `server must be HOST:PORT or HOST:PORT,HOST:PORT,...: ${(e as Error).message}` });
+        return z.NEVER;
+      }
+    }),
     trustDomain: z.string().min(1),
     trustBundle: z.string().min(1),
     dataDir: z.string().min(1),
@@ -214,7 +225,8 @@ export function buildAgentConfig(raw: Record<string, unknown>): AgentConfig {
   const ssh = buildSshConfig(c);
 
   return Object.freeze({
-    serverAddress: c.server,
+    serverAddress: c.server[0]!,
+    serverAddresses: Object.freeze(c.server),
     trustDomain,
     trustBundleFile: path.resolve(c.trustBundle),
     dataDir: path.resolve(c.dataDir),

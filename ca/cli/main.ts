@@ -65,7 +65,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--key-type <type>', 'CA key type').choices(['ec-p256', 'ec-p384', 'ed25519']))
     .addOption(new Option('--ssh-key-type <type>', 'key type of the SSH CAs when first created (default ed25519)').choices(['ed25519', 'ec-p256']))
     .option('--x509pop-ca-bundle <file>', 'PEM bundle of host CAs trusted for x509pop attestation')
-    .option('--kek-file <file>', 'key-encryption key file: CA keys are encrypted at rest with it')
+    .option('--kek-file <file>', 'key-encryption key file (64 hex characters, mode 0600); default: $BREVIS_KEK, else <data-dir>/kek is generated')
     .option('--datastore <sqlite|url>', 'sqlite (default: <data-dir>/brevis.db) or postgres://USER@HOST:PORT/DB shared by several CA servers (password: PGPASSWORD or ~/.pgpass)')
     .option('--kek-passphrase-env <var>', 'environment variable holding a key-encryption passphrase')
     .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error']))

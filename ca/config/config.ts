@@ -7,6 +7,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseDuration } from '../../spiffe/duration.js';
 import { parseTrustDomain } from '../../spiffe/id.js';
+import { KEK_ENV, parseKekHex, type KekSetting } from '../keys/kek.js';
 import { isLoopbackHost, parseListenAddress } from '../metrics/listen-address.js';
 import { parseDatastore, type DatastoreSetting } from '../store/datastore.js';
 
@@ -39,8 +40,8 @@ export interface CaConfig {
   readonly sshMinTtlSeconds: number;
   /** PEM bundle of host CAs trusted for x509pop node attestation, or null (x509pop off). */
   readonly x509popCaBundle: string | null;
-  /** Key-encryption for CA keys at rest: a passphrase, a key file, or none. */
-  readonly kek: { passphrase: string } | { keyFile: string } | null;
+  /** The key-encryption key for CA keys at rest (ca/keys/kek.ts); null: generated into <dataDir>/kek. */
+  readonly kek: KekSetting;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** host:port of the Prometheus endpoint, or null (off). */
   readonly metricsListen: string | null;
@@ -166,10 +167,19 @@ export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessE
     if (c.sshMinTtl > max) throw new ConfigError(`sshMinTtl must not exceed ${what.replace('Ttl', 'MaxTtl')}`);
     if (def < c.sshMinTtl || def > max) throw new ConfigError(`${what} must lie between sshMinTtl and ${what.replace('Ttl', 'MaxTtl')}`);
   }
-  if (c.kekPassphraseEnv && c.kekFile) throw new ConfigError('set only one of kekPassphraseEnv and kekFile');
+  const envKek = env[KEK_ENV];
+  if ([c.kekPassphraseEnv, c.kekFile, envKek].filter(Boolean).length > 1) {
+    throw new ConfigError(`set only one of --kek-file, ${KEK_ENV} and --kek-passphrase-env`);
+  }
   let kek: CaConfig['kek'] = null;
   if (c.kekFile) kek = { keyFile: path.resolve(c.kekFile) };
-  else if (c.kekPassphraseEnv) {
+  else if (envKek) {
+    try {
+      kek = { key: parseKekHex(envKek, `environment variable ${KEK_ENV}`) };
+    } catch (e) {
+      throw new ConfigError((e as Error).message);
+    }
+  } else if (c.kekPassphraseEnv) {
     const v = env[c.kekPassphraseEnv];
     if (!v) throw new ConfigError(`environment variable ${c.kekPassphraseEnv} (kekPassphraseEnv) is empty or unset`);
     kek = { passphrase: v };

@@ -7,11 +7,11 @@ import { exportPkcs8, signerFromPkcs8 } from './signer.js';
 import type { LocalSigner } from './signer.js';
 
 /**
- * Where the key-encryption key (KEK) comes from. The passphrase, or the
- * bytes of `keyFile`, are the scrypt input; the file must be mode 0600 or
- * stricter.
+ * Where the key-encryption key (KEK) comes from. The passphrase, the bytes
+ * of `keyFile`, or `key` (already read and checked, see ca/keys/kek.ts) are
+ * the scrypt input; a key file must be mode 0600 or stricter.
  */
-export type KekSource = { passphrase: string } | { keyFile: string };
+export type KekSource = { passphrase: string } | { keyFile: string } | { key: Uint8Array };
 
 export interface KeyStoreOptions {
   /** Directory holding one file per key; created with mode 0700. */
@@ -33,6 +33,8 @@ const VERSION = 1;
 const HEADER_LENGTH = MAGIC.length + 1 + 3 + 16 + 12;
 const TAG_LENGTH = 16;
 const SCRYPT_LOG_N = 15;
+/** A random 256-bit KEK needs no stretching: the lowest cost decrypt() accepts. */
+const RANDOM_KEK_LOG_N = 10;
 const SCRYPT_R = 8;
 const SCRYPT_P = 1;
 const PEM_LABEL = 'PRIVATE KEY';
@@ -92,7 +94,7 @@ export class KeyStore {
     const pkcs8 = exportPkcs8(signer);
     let contents: Buffer;
     try {
-      contents = this.#kek ? await encrypt(pkcs8, ref, await this.#secret()) : toPem(pkcs8);
+      contents = this.#kek ? await encrypt(pkcs8, ref, await this.#secret(), 'key' in this.#kek ? RANDOM_KEK_LOG_N : SCRYPT_LOG_N) : toPem(pkcs8);
     } finally {
       pkcs8.fill(0);
     }
@@ -164,6 +166,7 @@ export class KeyStore {
     if (!kek) throw new Error('no KEK configured');
     this.#kekSecret ??= (async () => {
       if ('passphrase' in kek) return Buffer.from(kek.passphrase, 'utf8');
+      if ('key' in kek) return Buffer.from(kek.key);
       const bytes = await readPrivateFile(kek.keyFile, `key-encryption key file ${kek.keyFile}`);
       if (bytes.length === 0) {
         throw new CaError('FAILED_PRECONDITION', `key-encryption key file ${kek.keyFile} is empty`);
@@ -178,11 +181,11 @@ export class KeyStore {
   }
 }
 
-async function encrypt(pkcs8: Buffer, ref: string, secret: Buffer): Promise<Buffer> {
+async function encrypt(pkcs8: Buffer, ref: string, secret: Buffer, logN: number): Promise<Buffer> {
   const salt = randomBytes(16);
   const iv = randomBytes(12);
-  const header = Buffer.concat([MAGIC, Buffer.from([VERSION, SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P]), salt, iv]);
-  const key = await deriveKey(secret, salt, SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P);
+  const header = Buffer.concat([MAGIC, Buffer.from([VERSION, logN, SCRYPT_R, SCRYPT_P]), salt, iv]);
+  const key = await deriveKey(secret, salt, logN, SCRYPT_R, SCRYPT_P);
   try {
     const cipher = createCipheriv('aes-256-gcm', key, iv);
     cipher.setAAD(Buffer.concat([header, Buffer.from(ref, 'utf8')]));

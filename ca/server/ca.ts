@@ -13,7 +13,7 @@ import { HealthService as HealthServiceDef } from '../../proto/gen/grpc/health/v
 import { realClock, type Clock } from '../../spiffe/clock.js';
 import { pemDecodeAll } from '../../spiffe/pem.js';
 import type { CaConfig } from '../config/config.js';
-import { KeyStore } from '../keys/keystore.js';
+import { logKeyCustody, openKeyCustody } from '../keys/key-custody.js';
 import { describeDatastore, openDatastore } from '../store/datastore.js';
 import type { Store } from '../store/store.js';
 import type { X509Authority } from '../authority/x509-authority.js';
@@ -74,6 +74,10 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     logger.warn({ dataDir: config.dataDir, was: mode.toString(8) }, 'data directory was accessible to others; set to 0700');
   }
 
+  // Before the database: a key file others can read stops the start here.
+  const custody = await openKeyCustody(config.dataDir, config.kek);
+  const keys = custody.keys;
+  logKeyCustody(custody, logger);
   const datastore = await openDatastore(config.datastore, {
     dataDir: config.dataDir,
     clock,
@@ -81,8 +85,6 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
   });
   const store = datastore.store;
   logger.info({ datastore: describeDatastore(config.datastore, config.dataDir) }, 'datastore open');
-  const keys = new KeyStore({ dir: path.join(config.dataDir, 'keys'), ...(config.kek ? { kek: config.kek } : {}) });
-  if (!config.kek) logger.warn('CA keys are stored unencrypted (mode 0600); configure kekFile or kekPassphraseEnv to encrypt them at rest');
 
   let closers: Array<() => Promise<void> | void> = [() => store.close()];
   const closeAll = async () => {
