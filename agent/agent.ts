@@ -16,6 +16,7 @@ import { NodeApi } from './node/node-api.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { startMetricsServer, type MetricsServer } from '../ca/metrics/metrics-server.js';
 import { AgentSsh, checkSshFiles } from './ssh/agent-ssh.js';
+import { PushSync } from './push/push-sync.js';
 import { AgentIdentity } from './svid/agent-identity.js';
 import type { AgentSvid } from './svid/agent-svid.js';
 import { ensureDataDir, loadStoredBundle, saveBundle } from './svid/storage.js';
@@ -88,6 +89,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     if (next.length === 0) return;
     if (cache.setBundle(next)) logger.info({ roots: next.length, sequence: bundle.sequence }, 'trust bundle updated');
     channel.setRoots(next);
+    push.bundleApplied(bundle.sequence);
     if (!savedRoots || !sameRoots(savedRoots, next)) {
       saveBundle(config.dataDir, next);
       savedRoots = next;
@@ -116,6 +118,18 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     logger,
     rotation: config.rotation,
     backoff,
+    ...(deps.random ? { random: deps.random } : {}),
+  });
+  // Change notifications from the CA wake the sync loop; reports tell the CA what was applied and is held.
+  const push = new PushSync({
+    channel,
+    lock,
+    cache,
+    identity,
+    clock,
+    logger,
+    backoff,
+    wake: () => syncer.wake(),
     ...(deps.random ? { random: deps.random } : {}),
   });
   let server: WorkloadApiServer;
@@ -152,6 +166,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     backoff,
     onBundle: applyBundle,
     onSsh: (info) => ssh.applySync(info),
+    onAuthorities: (authorities) => push.onAuthorities(authorities),
+    onSynced: () => push.onSynced(),
     ...(deps.random ? { random: deps.random } : {}),
   });
 
@@ -177,7 +193,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     logger.error({ err: err.message, code: (err as { code?: string }).code }, 'the agent stops');
     void close(err).then(() => deps.onFatal?.(err));
   };
-  const running = [identity.run(loops.signal).catch(fail), syncer.run(loops.signal).catch(fail), ssh.run(loops.signal).catch(fail)];
+  const running = [identity.run(loops.signal).catch(fail), syncer.run(loops.signal).catch(fail), ssh.run(loops.signal).catch(fail), push.run(loops.signal).catch(fail)];
   logger.info(
     { agentId: identity.current.spiffeId, server: config.serverAddress, socket: config.socketPath, syncIntervalSeconds: config.syncIntervalSeconds },
     'agent running',

@@ -180,6 +180,22 @@ export class SvidCache implements WorkloadIdentityProvider {
     this.#emit();
   }
 
+  /**
+   * Marks for minting again every held SVID that `pred` selects (e.g. one
+   * chained to a tainted authority); each keeps being served until its
+   * replacement arrives. Returns how many were marked.
+   */
+  markStale(pred: (svid: CachedSvid) => boolean): number {
+    let marked = 0;
+    for (const s of this.#slots) {
+      if (s.svid && !s.stale && pred(s.svid)) {
+        s.stale = true;
+        marked++;
+      }
+    }
+    return marked;
+  }
+
   /** Entries that need an SVID minted at `now`: none yet, stale, or past its rotation point. */
   due(now: Date): Entry[] {
     const t = now.getTime();

@@ -14,6 +14,7 @@ import type {
   SignSSHHostCertificateResponse,
   SignSSHUserCertificateResponse,
 } from '../../proto/gen/brevis/ca/v1/node.js';
+import type { AuthorityStatus } from '../../proto/gen/brevis/ca/v1/push.js';
 import type { AgentSSH, Bundle, Entry, SSHCertificate, X509SVID } from '../../proto/gen/brevis/ca/v1/types.js';
 import { attestX509PopWith, type X509PopCredentials } from './attest-x509pop.js';
 import type { ChannelKind, NodeChannel } from './channel.js';
@@ -30,6 +31,8 @@ export interface AuthorizedEntries {
   bundle: Bundle;
   /** SSH CA keys and the agent's host names; undefined from a CA without SSH. */
   ssh?: AgentSSH | undefined;
+  /** Tainted and revoked authorities; undefined from a CA without rotation. */
+  authorities?: AuthorityStatus | undefined;
 }
 
 type Callback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
@@ -70,7 +73,7 @@ export class NodeApi {
     if (!res.bundle || res.bundle.x509Authorities.length === 0) {
       throw new NodeApiError('BAD_RESPONSE', 'fetching authorized entries: the CA returned no bundle');
     }
-    return { entries: res.entries, bundle: res.bundle, ssh: res.ssh };
+    return { entries: res.entries, bundle: res.bundle, ssh: res.ssh, authorities: res.authorities };
   }
 
   /** One result per param, in order (an SVID or a status). */

@@ -53,6 +53,8 @@ export class AgentIdentity {
   #current: AgentSvid | null = null;
   #rotateAt = new Date(0);
   #tokenUsed = false;
+  /** Ends run()'s current wait (renewSoon). */
+  #wake: (() => void) | null = null;
   readonly #listeners = new Set<(svid: AgentSvid) => void>();
 
   constructor(options: AgentIdentityOptions) {
@@ -69,6 +71,12 @@ export class AgentIdentity {
   /** When the current agent SVID is due for renewal. */
   get rotateAt(): Date {
     return this.#rotateAt;
+  }
+
+  /** Renews the agent SVID as soon as possible (its chain was tainted). */
+  renewSoon(): void {
+    this.#rotateAt = new Date(0);
+    this.#wake?.();
   }
 
   /** Called with every new agent SVID (renewed or attested). Returns an unsubscribe function. */
@@ -257,11 +265,15 @@ export class AgentIdentity {
 
   /** False when aborted. */
   async #sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+    const woken = new AbortController();
+    this.#wake = () => woken.abort();
     try {
-      await this.#o.clock.sleep(Math.max(0, ms), signal);
+      await this.#o.clock.sleep(Math.max(0, ms), AbortSignal.any([signal, woken.signal]));
       return true;
     } catch {
-      return false;
+      return !signal.aborted;
+    } finally {
+      this.#wake = null;
     }
   }
 }

@@ -7,6 +7,7 @@
  * valid meanwhile.
  */
 import type { Logger } from 'pino';
+import type { AuthorityStatus } from '../../proto/gen/brevis/ca/v1/push.js';
 import type { AgentSSH, Bundle } from '../../proto/gen/brevis/ca/v1/types.js';
 import type { Clock } from '../../spiffe/clock.js';
 import type { SvidCache } from '../cache/svid-cache.js';
@@ -33,6 +34,10 @@ export interface SyncerOptions {
   onBundle: (bundle: Bundle) => void;
   /** Told the SSH part of every sync (CA keys, host names); undefined from a CA without SSH. Must not throw. */
   onSsh?: (ssh: AgentSSH | undefined) => void;
+  /** Told the CA's tainted authorities before each sync checks its SVIDs (push sync marks what chains to them). Must not throw. */
+  onAuthorities?: (authorities: AuthorityStatus | undefined) => void;
+  /** Told when a sync has applied everything (push sync reports to the CA). Must not throw. */
+  onSynced?: () => void;
   maxBatch?: number;
   random?: () => number;
 }
@@ -54,6 +59,8 @@ export class Syncer {
   /** Last failure message logged per entry, so a persistent refusal is logged once. */
   readonly #reported = new Map<string, string>();
   #wake: (() => void) | null = null;
+  /** A wake-up arrived while no wait was in progress. */
+  #woken = false;
 
   constructor(options: SyncerOptions) {
     this.#o = options;
@@ -63,9 +70,10 @@ export class Syncer {
   syncOnce(): Promise<SyncReport> {
     const { api, cache, clock, lock } = this.#o;
     return lock.run(async () => {
-      const { entries, bundle, ssh } = await api.fetchAuthorizedEntries();
+      const { entries, bundle, ssh, authorities } = await api.fetchAuthorizedEntries();
       this.#o.onBundle(bundle);
       this.#o.onSsh?.(ssh);
+      this.#o.onAuthorities?.(authorities);
       const changes = cache.setEntries(entries);
       const due = cache.due(clock.now());
       const outcome = await mintSvids(due, {
@@ -77,6 +85,7 @@ export class Syncer {
         onBatch: (minted) => cache.putSvids(minted),
       });
       cache.markReady();
+      this.#o.onSynced?.();
       this.#logFailures(outcome.failed, due.map((e) => e.id), new Set(entries.map((e) => e.id)));
       const report = { entries: entries.length, ...changes, minted: outcome.minted.length, failed: outcome.failed };
       if (report.added + report.removed + report.updated + report.minted > 0) {
@@ -87,9 +96,10 @@ export class Syncer {
     });
   }
 
-  /** Ends the current wait and syncs at once (e.g. after a bundle change). */
+  /** Ends the current wait and syncs at once (e.g. after a bundle change); during a sync, the next wait is skipped. */
   wake(): void {
-    this.#wake?.();
+    if (this.#wake) this.#wake();
+    else this.#woken = true;
   }
 
   /**
@@ -146,6 +156,10 @@ export class Syncer {
   }
 
   async #sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+    if (this.#woken) {
+      this.#woken = false;
+      return !signal.aborted;
+    }
     const woken = new AbortController();
     this.#wake = () => woken.abort();
     try {

@@ -59,6 +59,7 @@ export function createAdminService(ctx: CaContext): AdminServiceServer {
         throw e;
       }
       await audit({ action: 'entry.create', spiffeId: entry.spiffeId, serial: null, notAfter: null, outcome: 'success', detail: `entry ${entry.id}` });
+      ctx.push.hub.publish('entries');
       return { entry: entryToProto(entry) };
     }, logger),
 
@@ -75,6 +76,7 @@ export function createAdminService(ctx: CaContext): AdminServiceServer {
       const existing = await store.getEntry(id);
       if (!existing || !(await store.deleteEntry(id))) throw new CaError('NOT_FOUND', `no entry with id ${req.id}`);
       await audit({ action: 'entry.delete', spiffeId: existing.spiffeId, serial: null, notAfter: null, outcome: 'success', detail: `entry ${id}` });
+      ctx.push.hub.publish('entries');
       return {};
     }, logger),
 
@@ -84,6 +86,7 @@ export function createAdminService(ctx: CaContext): AdminServiceServer {
       const id = requireAgentId(req.agentId);
       if (!(await store.deleteAgent(id))) throw new CaError('NOT_FOUND', `no agent ${id}`);
       await audit({ action: 'agent.evict', spiffeId: id, serial: null, notAfter: null, outcome: 'success', detail: null });
+      ctx.push.hub.publish('agent');
       return {};
     }, logger),
 
@@ -91,6 +94,7 @@ export function createAdminService(ctx: CaContext): AdminServiceServer {
       const id = requireAgentId(req.agentId);
       if (!(await store.banAgent(id))) throw new CaError('NOT_FOUND', `no agent ${id}`);
       await audit({ action: 'agent.ban', spiffeId: id, serial: null, notAfter: null, outcome: 'success', detail: null });
+      ctx.push.hub.publish('agent');
       return {};
     }, logger),
 

@@ -6,6 +6,7 @@ import type { Store } from '../store/store.js';
 import type { TtlPolicy } from '../issue/ttl-policy.js';
 import type { SshIssuer } from '../ssh/ssh-issuer.js';
 import type { SshCaKind } from '../ssh/ssh-authority.js';
+import type { PushContext } from '../push/push-context.js';
 
 export interface BundleView {
   trustDomain: string;
@@ -51,6 +52,8 @@ export interface CaContext {
   x509popCas: X509Certificate[] | null;
   logger: Logger;
   ssh: SshContext;
+  /** Change notifications to connected agents, agent reports, authorities to stop relying on. */
+  push: PushContext;
 }
 
 /** What the API needs for OpenSSH certificates. */

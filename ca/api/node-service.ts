@@ -33,6 +33,7 @@ import { bundleToProto, entryToProto, svidToProto } from './convert.js';
 import { statusForCode, toServiceError, unary } from './errors.js';
 import { resolveTtl } from '../issue/ttl-policy.js';
 import { agentSshInfo, sshNodeHandlers } from './ssh-node.js';
+import { pushNodeHandlers } from './push-node.js';
 import { echo } from './echo.js';
 
 /** Largest batch accepted by BatchMintX509SVID. */
@@ -170,7 +171,7 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
       const entries = await authorizedEntries(store, ctx.trustDomain, agent, epochSeconds(now));
       await store.touchAgent(agent.agentId, epochSeconds(now));
       const ssh = await agentSshInfo(ctx, agent, epochSeconds(now));
-      return { entries: entries.map(entryToProto), bundle: bundleToProto(ctx.bundle()), ssh };
+      return { entries: entries.map(entryToProto), bundle: bundleToProto(ctx.bundle()), ssh, authorities: { taintedIds: ctx.push.untrustedIds() } };
     }, logger),
 
     batchMintX509Svid: unary(async (req, call) => {
@@ -205,5 +206,6 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
     }, logger),
 
     ...sshNodeHandlers(ctx),
+    ...pushNodeHandlers({ push: ctx.push, store, trustDomain: ctx.trustDomain, clock, logger }),
   };
 }

@@ -128,6 +128,14 @@ function journalFromRow(r: JournalRow): JournalEntry {
   };
 }
 
+function parseHoldings(text: string, agentId: string): Record<string, number> {
+  try {
+    return JSON.parse(text) as Record<string, number>;
+  } catch (e) {
+    throw new StoreError('CORRUPT', `agent status of ${agentId} is malformed`, { cause: e });
+  }
+}
+
 async function readSequence(s: Session): Promise<number> {
   const row = await s.get<{ value: string }>('SELECT value FROM meta WHERE key = ?', [BUNDLE_SEQUENCE_KEY]);
   const n = Number(row?.value ?? '0');
@@ -257,20 +265,23 @@ export class SqliteLifecycleStore {
   }
 
   /**
-   * Stores what an agent reports, with `audit` records when given. Returns
-   * the bundle sequence it had reported before (0: never).
+   * Stores what an agent reports, with the audit records `audit` makes from
+   * what it had reported before (undefined: never), in one transaction.
    */
-  putAgentStatus(st: AgentStatus, audit: (previousSequence: number) => AuditRecord[]): Promise<number> {
+  putAgentStatus(st: AgentStatus, audit: (previous: AgentStatus | undefined) => AuditRecord[]): Promise<void> {
     return this.db.transaction(async (s) => {
-      const prev = await s.get<{ bundle_sequence: number }>('SELECT bundle_sequence FROM agent_status WHERE agent_id = ?', [st.agentId]);
+      const row = await s.get<{ bundle_sequence: number; holdings: string; reported_at: number }>(
+        'SELECT bundle_sequence, holdings, reported_at FROM agent_status WHERE agent_id = ?',
+        [st.agentId],
+      );
+      const previous = row && { agentId: st.agentId, bundleSequence: row.bundle_sequence, holdings: parseHoldings(row.holdings, st.agentId), reportedAt: row.reported_at };
       await s.run(
         `INSERT INTO agent_status (agent_id, bundle_sequence, holdings, reported_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (agent_id) DO UPDATE SET bundle_sequence = excluded.bundle_sequence, holdings = excluded.holdings,
            reported_at = excluded.reported_at`,
         [st.agentId, st.bundleSequence, JSON.stringify(st.holdings), st.reportedAt],
       );
-      await appendChainedAudit(s, audit(prev?.bundle_sequence ?? 0));
-      return prev?.bundle_sequence ?? 0;
+      await appendChainedAudit(s, audit(previous));
     });
   }
 
@@ -281,13 +292,7 @@ export class SqliteLifecycleStore {
       );
       const out = new Map<string, AgentStatus>();
       for (const r of rows) {
-        let holdings: Record<string, number>;
-        try {
-          holdings = JSON.parse(r.holdings) as Record<string, number>;
-        } catch (e) {
-          throw new StoreError('CORRUPT', `agent status of ${r.agent_id} is malformed`, { cause: e });
-        }
-        out.set(r.agent_id, { agentId: r.agent_id, bundleSequence: r.bundle_sequence, holdings, reportedAt: r.reported_at });
+        out.set(r.agent_id, { agentId: r.agent_id, bundleSequence: r.bundle_sequence, holdings: parseHoldings(r.holdings, r.agent_id), reportedAt: r.reported_at });
       }
       return out;
     });

@@ -24,7 +24,7 @@ import { SshAuthority } from '../ssh/ssh-authority.js';
 import type { AuditRecord, AuthorityKind, Store } from '../store/store.js';
 import type { CrashHook } from './crash-hook.js';
 import { acknowledgements, outstanding, type FleetFacts } from './fleet.js';
-import { NEXT_SEQUENCE, type SqliteLifecycleStore, type TransitionCommit, type TransitionPlan } from './lifecycle-store.js';
+import { NEXT_SEQUENCE, type AgentStatus, type SqliteLifecycleStore, type TransitionCommit, type TransitionPlan } from './lifecycle-store.js';
 import { crossSign, newIntermediate, newRoot, newSshCa, type KeyMaterial, type SshCaKeyType } from './key-material.js';
 import { activeOf, expiredRetirees, isTrusted, preparedOf, type LifecycleAuthority, type LifecycleSnapshot } from './model.js';
 import { activationChanges, revokeChanges, rollbackChanges, taintChanges, type ChangeSet, type RetirePolicy } from './plan-changes.js';
@@ -116,6 +116,11 @@ export class AuthorityLifecycle {
   /** The authority ids in the CA's own serving SVID chain (counted as outstanding credentials). */
   setServerChainIds(fn: () => readonly string[]): void {
     this.#serverChainIds = fn;
+  }
+
+  /** Stores an agent's report (ReportAgentStatus) with the audit records made from the previous one. */
+  putAgentStatus(status: AgentStatus, audit: (previous: AgentStatus | undefined) => AuditRecord[]): Promise<void> {
+    return this.o.lifecycleStore.putAgentStatus(status, audit);
   }
 
   /** What the fleet acknowledged and holds, for `authority show` and the checks below. */

@@ -30,6 +30,7 @@ import { AuditServiceService } from '../../proto/gen/brevis/ca/v1/audit.js';
 import { createAuditService } from '../api/audit-service.js';
 import type { AuthorityLifecycle } from '../rotation/lifecycle.js';
 import { openAuthorityLifecycle, startRotation } from '../rotation/open.js';
+import { createPush, type PushContext } from '../push/push-context.js';
 import { AuthorityServiceService } from '../../proto/gen/brevis/ca/v1/authority.js';
 import { createAuthorityService } from '../api/authority-service.js';
 import { ADMIN_CALLER } from '../api/admin-service.js';
@@ -55,6 +56,8 @@ export interface RunningCa {
   sshAuthority: SshAuthority;
   /** The authority life cycle: rotation of the X.509 and SSH CA keys. */
   lifecycle: AuthorityLifecycle;
+  /** Push sync: change notifications to connected agents, their reports. */
+  push: PushContext;
   /** Counters and histories fed by the gRPC edge and issuance (also the rotation hook: `metrics.observeRotation`). */
   metrics: CaMetrics;
   /** Port of the Prometheus endpoint, or null when `metricsListen` is off. */
@@ -104,6 +107,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       onTransition: (kind, _action, outcome) => metrics.observeRotation(kind, outcome),
     });
     const authority = lifecycle.x509;
+    const pushing = createPush(lifecycle);
     const minter = meterMinter(new X509Minter({ authority, clock, backdateSeconds: config.backdateSeconds }), metrics);
     const sshAuthority = lifecycle.ssh;
     const sshIssuer = meterSshIssuer(new SshIssuer({ authority: sshAuthority, clock, backdateSeconds: config.backdateSeconds }), metrics);
@@ -123,6 +127,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       joinTokenTtl: { defaultSeconds: config.joinTokenDefaultTtlSeconds, minSeconds: 1, maxSeconds: config.joinTokenMaxTtlSeconds },
       x509popCas,
       logger,
+      push: pushing.push,
       ssh: {
         issuer: sshIssuer,
         trustedKeys: (kind) => sshAuthority.trustedKeys(kind),
@@ -158,6 +163,8 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     const creds = grpc.experimental.createCertificateProviderServerCredentials(identity, identity, false);
     const port = await bind(nodeServer, config.listen, creds);
     closers.push(() => shutdown(nodeServer));
+    // Runs before the shutdown above (closers run in reverse): open WatchChanges streams end first.
+    closers.push(() => pushing.close());
 
     const adminServer = new grpc.Server({
       ...serverOptions,
@@ -211,6 +218,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       authority,
       sshAuthority,
       lifecycle,
+      push: pushing.push,
       metrics,
       metricsPort,
       dashboardPort,

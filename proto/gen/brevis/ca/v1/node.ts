@@ -12,14 +12,23 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import {
+  AuthorityStatus,
+  ReportAgentStatusRequest,
+  ReportAgentStatusResponse,
+  WatchChangesRequest,
+  WatchChangesResponse,
+} from "./push.js";
 import { AgentSSH, Bundle, Entry, SSHCertificate, X509SVID } from "./types.js";
 
 export const protobufPackage = "brevis.ca.v1";
@@ -84,7 +93,11 @@ export interface FetchAuthorizedEntriesResponse {
     | Bundle
     | undefined;
   /** SSH CA keys for the node's trust files, and the agent's host names. */
-  ssh?: AgentSSH | undefined;
+  ssh?:
+    | AgentSSH
+    | undefined;
+  /** Tainted and revoked authorities: credentials chained to them must be replaced now. */
+  authorities?: AuthorityStatus | undefined;
 }
 
 export interface MintX509SVIDParams {
@@ -757,7 +770,7 @@ export const FetchAuthorizedEntriesRequest: MessageFns<FetchAuthorizedEntriesReq
 };
 
 function createBaseFetchAuthorizedEntriesResponse(): FetchAuthorizedEntriesResponse {
-  return { entries: [], bundle: undefined, ssh: undefined };
+  return { entries: [], bundle: undefined, ssh: undefined, authorities: undefined };
 }
 
 export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesResponse> = {
@@ -770,6 +783,9 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
     }
     if (message.ssh !== undefined) {
       AgentSSH.encode(message.ssh, writer.uint32(26).fork()).join();
+    }
+    if (message.authorities !== undefined) {
+      AuthorityStatus.encode(message.authorities, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -811,6 +827,14 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
             message.ssh = AgentSSH.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.authorities = AuthorityStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -828,6 +852,7 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
       entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => Entry.fromJSON(e)) : [],
       bundle: isSet(object.bundle) ? Bundle.fromJSON(object.bundle) : undefined,
       ssh: isSet(object.ssh) ? AgentSSH.fromJSON(object.ssh) : undefined,
+      authorities: isSet(object.authorities) ? AuthorityStatus.fromJSON(object.authorities) : undefined,
     };
   },
 
@@ -841,6 +866,9 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
     }
     if (message.ssh !== undefined) {
       obj.ssh = AgentSSH.toJSON(message.ssh);
+    }
+    if (message.authorities !== undefined) {
+      obj.authorities = AuthorityStatus.toJSON(message.authorities);
     }
     return obj;
   },
@@ -857,6 +885,9 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
       ? Bundle.fromPartial(object.bundle)
       : undefined;
     message.ssh = (object.ssh !== undefined && object.ssh !== null) ? AgentSSH.fromPartial(object.ssh) : undefined;
+    message.authorities = (object.authorities !== undefined && object.authorities !== null)
+      ? AuthorityStatus.fromPartial(object.authorities)
+      : undefined;
     return message;
   },
 };
@@ -1630,6 +1661,35 @@ export const NodeServiceService = {
     responseDeserialize: (value: Buffer): SignSSHHostCertificateResponse =>
       SignSSHHostCertificateResponse.decode(value),
   },
+  /**
+   * A stream of change notifications for the calling agent (mTLS): the
+   * bundle, the authorities or its entries changed, so sync now.
+   */
+  watchChanges: {
+    path: "/brevis.ca.v1.NodeService/WatchChanges" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchChangesRequest): Buffer => Buffer.from(WatchChangesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchChangesRequest => WatchChangesRequest.decode(value),
+    responseSerialize: (value: WatchChangesResponse): Buffer =>
+      Buffer.from(WatchChangesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchChangesResponse => WatchChangesResponse.decode(value),
+  },
+  /**
+   * The calling agent reports the bundle it applied and the credentials it
+   * holds per authority (mTLS): rotation acknowledgements and taint progress.
+   */
+  reportAgentStatus: {
+    path: "/brevis.ca.v1.NodeService/ReportAgentStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReportAgentStatusRequest): Buffer =>
+      Buffer.from(ReportAgentStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReportAgentStatusRequest => ReportAgentStatusRequest.decode(value),
+    responseSerialize: (value: ReportAgentStatusResponse): Buffer =>
+      Buffer.from(ReportAgentStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReportAgentStatusResponse => ReportAgentStatusResponse.decode(value),
+  },
 } as const;
 
 export interface NodeServiceServer extends UntypedServiceImplementation {
@@ -1658,6 +1718,16 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
    * names bound to the calling agent by the admin (mTLS).
    */
   signSshHostCertificate: handleUnaryCall<SignSSHHostCertificateRequest, SignSSHHostCertificateResponse>;
+  /**
+   * A stream of change notifications for the calling agent (mTLS): the
+   * bundle, the authorities or its entries changed, so sync now.
+   */
+  watchChanges: handleServerStreamingCall<WatchChangesRequest, WatchChangesResponse>;
+  /**
+   * The calling agent reports the bundle it applied and the credentials it
+   * holds per authority (mTLS): rotation acknowledgements and taint progress.
+   */
+  reportAgentStatus: handleUnaryCall<ReportAgentStatusRequest, ReportAgentStatusResponse>;
 }
 
 export interface NodeServiceClient extends Client {
@@ -1774,6 +1844,38 @@ export interface NodeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SignSSHHostCertificateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A stream of change notifications for the calling agent (mTLS): the
+   * bundle, the authorities or its entries changed, so sync now.
+   */
+  watchChanges(
+    request: WatchChangesRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchChangesResponse>;
+  watchChanges(
+    request: WatchChangesRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchChangesResponse>;
+  /**
+   * The calling agent reports the bundle it applied and the credentials it
+   * holds per authority (mTLS): rotation acknowledgements and taint progress.
+   */
+  reportAgentStatus(
+    request: ReportAgentStatusRequest,
+    callback: (error: ServiceError | null, response: ReportAgentStatusResponse) => void,
+  ): ClientUnaryCall;
+  reportAgentStatus(
+    request: ReportAgentStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReportAgentStatusResponse) => void,
+  ): ClientUnaryCall;
+  reportAgentStatus(
+    request: ReportAgentStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReportAgentStatusResponse) => void,
   ): ClientUnaryCall;
 }
 
