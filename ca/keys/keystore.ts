@@ -291,3 +291,29 @@ async function syncDir(dir: string): Promise<void> {
 function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException | undefined)?.code;
 }
+
+/** What the CA needs from a key store: this file store and ca/keys/postgres-keystore.ts both fit. */
+export type CaKeyStore = Pick<KeyStore, 'save' | 'load' | 'remove'>;
+
+/** A KEK already in memory (what ca/keys/kek.ts resolves a key file or BREVIS_KEK to), or a passphrase. */
+export type KekInMemory = { key: Uint8Array } | { passphrase: string };
+
+/**
+ * The envelope of an encrypted key file, for key stores that keep CA keys
+ * elsewhere (ca/keys/postgres-keystore.ts keeps them in a table): `seal`
+ * encrypts PKCS#8 DER bound to `ref` under the KEK exactly as `save` does,
+ * `open` reverses it with the same checks as `load`.
+ */
+export const keyEnvelope = {
+  seal(pkcs8: Buffer, ref: string, kek: KekInMemory): Promise<Buffer> {
+    return encrypt(pkcs8, ref, kekBytes(kek), 'key' in kek ? RANDOM_KEK_LOG_N : SCRYPT_LOG_N);
+  },
+  open(sealed: Buffer, ref: string, kek: KekInMemory): Promise<Buffer> {
+    if (!sealed.subarray(0, MAGIC.length).equals(MAGIC)) throw new CaError('FAILED_PRECONDITION', `CA key ${ref} is not an encrypted key`);
+    return decrypt(sealed, ref, kekBytes(kek));
+  },
+};
+
+function kekBytes(kek: KekInMemory): Buffer {
+  return 'key' in kek ? Buffer.from(kek.key) : Buffer.from(kek.passphrase, 'utf8');
+}
