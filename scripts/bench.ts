@@ -11,6 +11,7 @@ import { benchAgent, newCsr, startBenchCa, unary, type BenchCa } from './bench/c
 import { percentile, round, rssMbOf } from './bench/stats.js';
 import type { NodeServiceClient } from '../proto/gen/brevis/ca/v1/node.js';
 import { benchAgentSide } from './bench/agent-side.js';
+import { sshSignPerSecond } from './bench/ssh-sign.js';
 
 interface Results {
   [k: string]: number | string | Record<string, number>;
@@ -116,6 +117,11 @@ async function main() {
     results.mint_p99_ms = round(l.p99);
     results.mint_latency_errors = l.errors;
 
+    log(`SSH user certificates through the node API, 32 in flight, ${SECONDS}s`);
+    const ssh = await sshSignPerSecond(ca, agent, 32, SECONDS);
+    results.ssh_sign_per_s = round(ssh.perSecond, 0);
+    results.ssh_sign_errors = ssh.errors;
+
     Object.assign(results, await benchAgentSide({ ca, quick, log }));
     for (const c of agent.clients) c.close();
     results.ca_rss_mb = rssMbOf(ca.proc.pid!);
@@ -124,6 +130,7 @@ async function main() {
   }
 
   printTable(results);
+  if (quick) process.stdout.write('(quick mode: shorter runs, and the agent holds 1,000 entries instead of 10,000)\n');
   if (jsonOut) writeFileSync(jsonOut, `${JSON.stringify(results, null, 2)}\n`);
 }
 
@@ -138,8 +145,7 @@ function printTable(r: Results) {
   for (const [k, v] of rows) process.stdout.write(`${k.padEnd(w)}  ${v}\n`);
 }
 
-main().catch((e) => {
+main().then(() => process.exit(0), (e: unknown) => {
   process.stderr.write(`bench: ${e instanceof Error ? e.stack : String(e)}\n`);
   process.exit(1);
 });
-void unary;

@@ -31,6 +31,8 @@ export interface BenchCa {
   port: number;
   admin: AdminServiceClient;
   roots: Buffer[];
+  /** Log lines (pino JSON) the CA wrote at warn level or above, after it started. */
+  problems: string[];
   stop(): Promise<void>;
 }
 
@@ -42,15 +44,27 @@ export async function startBenchCa(extraArgs: string[] = []): Promise<BenchCa> {
   // BENCH_CA_NODE_ARGS profiles the CA alone, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env.BENCH_CA_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const proc = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist/ca/cli/main.js'), 'run', '--data-dir', path.join(dir, 'ca'), '--trust-domain', TD, '--listen', '127.0.0.1:0', '--config', configFile, '--log-level', 'info', ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const problems: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
+    let started = false;
     const t = setTimeout(() => reject(new Error(`CA did not start:\n${buf}`)), 30_000);
     proc.stderr!.on('data', (d) => {
       buf += d;
-      const m = /"port":(\d+).*"msg":"CA serving"/.exec(buf);
-      if (m) {
+      if (!started) {
+        const m = /"port":(\d+).*"msg":"CA serving"/.exec(buf);
+        if (!m) return;
+        started = true;
         clearTimeout(t);
         resolve(Number(m[1]));
+        buf = buf.slice(buf.indexOf('\n', m.index) + 1);
+      }
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        const level = /"level":(\d+)/.exec(line);
+        if (level && Number(level[1]) >= 40) problems.push(line);
       }
     });
     proc.on('exit', (c) => reject(new Error(`CA exited ${c}:\n${buf}`)));
@@ -63,6 +77,7 @@ export async function startBenchCa(extraArgs: string[] = []): Promise<BenchCa> {
     port,
     admin,
     roots: b.bundle.x509Authorities,
+    problems,
     async stop() {
       admin.close();
       await new Promise<void>((r) => {
