@@ -2,7 +2,7 @@
  * One CA server on PostgreSQL (--datastore postgres://...): it attests,
  * mints and keeps its state in the database, not in the data directory.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -75,6 +75,39 @@ describe('CA on PostgreSQL', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it('keeps the CA keys in the database, so a second server with the same KEK signs with the same authorities', async () => {
+    expect(readdirSync(path.join(t.dir, 'keys'))).toEqual([]);
+    const refs = await pg.sql<{ ref: string }>(url, 'SELECT ref FROM ca_keys ORDER BY ref');
+    const authorities = await pg.sql<{ key_ref: string }>(url, 'SELECT key_ref FROM authorities ORDER BY key_ref');
+    expect(refs.map((r) => r.ref)).toEqual(authorities.map((a) => a.key_ref));
+
+    const second = await startTestCa({ datastore: url, kekFile });
+    try {
+      expect(second.roots().map((r) => r.toString('hex'))).toEqual(t.roots().map((r) => r.toString('hex')));
+      expect(second.ca.authority.signing().record.id).toBe(t.ca.authority.signing().record.id);
+      const agent = await attestAgent(second);
+      expect(agent.chain[1]!.equals(t.ca.authority.signing().record.publicDer)).toBe(true);
+      agent.client.close();
+    } finally {
+      await second.cleanup();
+    }
+  });
+
+  it('refuses to start a server whose KEK differs from the one that sealed the keys, without revealing either', async () => {
+    const otherKek = path.join(secrets, 'other-kek');
+    const hex = randomBytes(32).toString('hex');
+    writeFileSync(otherKek, `${hex}\n`, { mode: 0o600 });
+    const err = (await startTestCa({ datastore: url, kekFile: otherKek }).then(
+      async (x) => {
+        await x.cleanup();
+        return new Error('started');
+      },
+      (e: unknown) => e,
+    )) as Error & { code?: string };
+    expect(err.message).toMatch(/cannot decrypt CA key .*wrong key-encryption key/);
+    expect(err.message).not.toContain(hex);
   });
 
   it('refuses a PostgreSQL datastore without a key-encryption key given to every server', () => {

@@ -17,7 +17,7 @@ import type { Clock } from '../../spiffe/clock.js';
 import { epochSeconds } from '../../spiffe/clock.js';
 import { X509Authority } from '../authority/x509-authority.js';
 import { CaError } from '../errors.js';
-import type { KeyStore } from '../keys/keystore.js';
+import type { CaKeyStore } from '../keys/keystore.js';
 import type { KeyType } from '../keys/keytype.js';
 import type { LocalSigner } from '../keys/signer.js';
 import { SshAuthority } from '../ssh/ssh-authority.js';
@@ -33,7 +33,8 @@ export interface AuthorityLifecycleOptions {
   /** SQLite or PostgreSQL (ca/store/datastore.ts). */
   lifecycleStore: Pick<SqliteLifecycleStore, keyof SqliteLifecycleStore>;
   store: Pick<Store, 'listAgents'>;
-  keys: KeyStore;
+  /** Key files, or the shared database (ca/keys/postgres-keystore.ts). */
+  keys: CaKeyStore;
   clock: Clock;
   trustDomain: string;
   keyType: KeyType;

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../../spiffe/clock.js';
 import type { CaConfig } from '../config/config.js';
-import type { KeyStore } from '../keys/keystore.js';
+import type { CaKeyStore } from '../keys/keystore.js';
 import type { MintedSvid } from '../api/context.js';
 import type { LifecycleStorage } from '../store/datastore.js';
 import type { AuthorityKind, Store } from '../store/store.js';
@@ -19,7 +19,7 @@ export interface OpenLifecycleDeps {
   store: Pick<Store, 'listAgents'>;
   /** The life cycle's tables in the same database (OpenedDatastore.lifecycleStore). */
   lifecycleStore: LifecycleStorage;
-  keys: KeyStore;
+  keys: CaKeyStore;
   clock: Clock;
   config: CaConfig;
   logger: Logger;

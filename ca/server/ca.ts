@@ -14,6 +14,7 @@ import { realClock, type Clock } from '../../spiffe/clock.js';
 import { pemDecodeAll } from '../../spiffe/pem.js';
 import type { CaConfig } from '../config/config.js';
 import { logKeyCustody, openKeyCustody } from '../keys/key-custody.js';
+import { selectKeyStore } from '../keys/postgres-keystore.js';
 import { describeDatastore, openDatastore } from '../store/datastore.js';
 import type { Store } from '../store/store.js';
 import type { X509Authority } from '../authority/x509-authority.js';
@@ -79,7 +80,6 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
 
   // Before the database: a key file others can read stops the start here.
   const custody = await openKeyCustody(config.dataDir, config.kek);
-  const keys = custody.keys;
   logKeyCustody(custody, logger);
   const datastore = await openDatastore(config.datastore, {
     dataDir: config.dataDir,
@@ -87,6 +87,8 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     onConnectionError: (err) => logger.warn({ err: err.message }, 'a PostgreSQL connection failed; the pool replaces it'),
   });
   const store = datastore.store;
+  // With a shared PostgreSQL datastore the CA keys live in it, sealed under the KEK.
+  const keys = selectKeyStore(datastore, custody.keys, custody.kek.source, clock);
   logger.info({ datastore: describeDatastore(config.datastore, config.dataDir) }, 'datastore open');
 
   let closers: Array<() => Promise<void> | void> = [() => store.close()];
