@@ -1,0 +1,138 @@
+/**
+ * Zero-downtime rotation, judged by handshakes: two services using the
+ * spiffe/ helpers (X509Source from a real agent's Workload API,
+ * createMtlsServer and tlsClientOptions) handshake continuously while the
+ * CA rotates the intermediate, rotates the root, then taints and revokes
+ * the old root. Not one handshake may fail.
+ */
+import * as tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
+import { startAgent, type RunningAgent } from '../agent/agent.js';
+import { chainAuthorityIds } from '../agent/push/chain-ids.js';
+import { acknowledgements, outstanding } from '../ca/rotation/fleet.js';
+import { activeOf } from '../ca/rotation/model.js';
+import { authorizeId } from '../spiffe/authorize.js';
+import { createMtlsServer, tlsClientOptions } from '../spiffe/mtls.js';
+import { X509Source, pickSvidById } from '../spiffe/x509-source.js';
+import { startTestCa, type TestCa } from './support/ca-harness.js';
+import { agentConfig, createEntry, createJoinToken, tempDir, testLogger, waitFor } from './support/agent-harness.js';
+
+const SERVER = 'spiffe://example.org/svc/server';
+const CLIENT = 'spiffe://example.org/svc/client';
+/** Short SVIDs so that they rotate (at half-life) several times during the test. */
+const SVID_TTL_SECONDS = 16;
+
+describe('rotation under load', () => {
+  const closers: Array<() => unknown> = [];
+  afterAll(async () => {
+    for (const c of closers.reverse()) await c();
+  });
+
+  it('keeps every mTLS handshake succeeding through an intermediate rotation, a root rotation, and a taint and revoke of the old root', async () => {
+    const t: TestCa = await startTestCa();
+    closers.push(() => t.cleanup());
+    const tmp = tempDir('brevis-handshakes-');
+    closers.push(tmp.cleanup);
+    const { token, agentId } = await createJoinToken(t);
+    const agent: RunningAgent = await startAgent(agentConfig(t, tmp.dir, { joinToken: token, syncInterval: '5s' }), { logger: testLogger() });
+    closers.push(() => agent.close());
+    const uid = `unix:uid:${process.getuid!()}`;
+    await createEntry(t, { spiffeId: SERVER, parentId: agentId, selectors: [uid], x509SvidTtl: SVID_TTL_SECONDS });
+    await createEntry(t, { spiffeId: CLIENT, parentId: agentId, selectors: [uid], x509SvidTtl: SVID_TTL_SECONDS });
+    await waitFor(() => agent.cache.isReady() && agent.cache.svidsFor(new Set([uid])).length === 2, 10_000, 'both SVIDs');
+
+    const socketPath = agent.socketPath;
+    const serverSource = await X509Source.create({ socketPath, picker: pickSvidById(SERVER) });
+    closers.push(() => serverSource.close());
+    const clientSource = await X509Source.create({ socketPath, picker: pickSvidById(CLIENT) });
+    closers.push(() => clientSource.close());
+
+    const rejected: string[] = [];
+    const server = createMtlsServer(serverSource, authorizeId(CLIENT), (socket) => socket.end('ok'), {
+      onReject: (err) => rejected.push(err.message),
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise<void>((r) => server.close(() => r())));
+    const port = (server.address() as AddressInfo).port;
+
+    const handshake = () =>
+      new Promise<void>((resolve, reject) => {
+        const socket = tls.connect({ ...tlsClientOptions(clientSource, authorizeId(SERVER)), host: '127.0.0.1', port, servername: 'example.org' });
+        let data = '';
+        const timer = setTimeout(() => socket.destroy(new Error('handshake timed out')), 5_000);
+        socket.on('data', (d) => (data += d));
+        socket.on('end', () => {
+          clearTimeout(timer);
+          if (data === 'ok') resolve();
+          else reject(new Error(`server closed without answering (got '${data}')`));
+        });
+        socket.on('error', (e) => {
+          clearTimeout(timer);
+          reject(e);
+        });
+      });
+
+    let ok = 0;
+    const failures: string[] = [];
+    let running = true;
+    const loop = (async () => {
+      while (running) {
+        const began = Date.now();
+        try {
+          await handshake();
+          ok++;
+        } catch (e) {
+          failures.push(`${new Date().toISOString()} ${(e as Error).message}`);
+        }
+        await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - began))));
+      }
+    })();
+
+    const lc = t.ca.lifecycle;
+    const idsOf = (s: X509Source) => chainAuthorityIds(s.getX509Svid().chain);
+    const both = (pred: (ids: readonly string[]) => boolean) => pred(idsOf(serverSource)) && pred(idsOf(clientSource));
+    const phases: string[] = [];
+    const phase = (name: string) => phases.push(`${name} at ${ok} handshakes`);
+    try {
+      await waitFor(() => ok >= 10, 10_000, 'the first handshakes');
+
+      // 1. Intermediate rotation (what the automatic schedule does at 1/2 and 5/6).
+      const inter1 = activeOf(lc.snapshot, 'x509-intermediate')!;
+      const inter2 = (await lc.prepare('x509-intermediate', { caller: 'test' })).prepared;
+      await lc.activate('x509-intermediate', inter2.id, { caller: 'test' });
+      await waitFor(() => both((ids) => ids[0] === inter2.id), 3 * SVID_TTL_SECONDS * 1000, 'SVIDs from the new intermediate');
+      phase(`intermediate ${inter1.id.slice(0, 8)} -> ${inter2.id.slice(0, 8)}`);
+
+      // 2. Root rotation: trust first, acknowledged by the agent, then signing.
+      const root1 = activeOf(lc.snapshot, 'x509-root')!;
+      const p = await lc.prepare('x509-root', { caller: 'test' });
+      const root2 = p.prepared;
+      const inter3 = p.alsoPrepared[0]!;
+      await waitFor(() => serverSource.getBundle('example.org')!.authorities.length === 2 && clientSource.getBundle('example.org')!.authorities.length === 2, 5_000, 'the new root at both services');
+      await waitFor(async () => acknowledgements(lc.snapshot.authorities.find((a) => a.id === root2.id)!, await lc.fleet()).missing.length === 0, 5_000, 'the agent to acknowledge');
+      await lc.activate('x509-root', root2.id, { caller: 'test' });
+      // New SVIDs come with the intermediate cross-signed by the old root.
+      await waitFor(() => both((ids) => ids[0] === inter3.id && ids.includes(root1.id)), 3 * SVID_TTL_SECONDS * 1000, 'SVIDs with the cross-signed chain');
+      phase(`root ${root1.id.slice(0, 8)} -> ${root2.id.slice(0, 8)}`);
+
+      // 3. Emergency: taint the old root; everything chained to it is replaced, then it is revoked.
+      await lc.taint('x509-root', root1.id, { caller: 'test' });
+      await waitFor(() => both((ids) => ids[0] === inter3.id && ids.includes(root2.id) && !ids.includes(root1.id)), 10_000, 'SVIDs chained to the new root only');
+      await waitFor(async () => outstanding(root1.id, await lc.fleet()).credentials === 0, 10_000, 'no credential outstanding for the old root');
+      phase('old root tainted, nothing outstanding');
+      await lc.revoke('x509-root', root1.id, { caller: 'test' });
+      await waitFor(() => serverSource.getBundle('example.org')!.authorities.length === 1 && clientSource.getBundle('example.org')!.authorities.length === 1, 5_000, 'the old root to leave both bundles');
+      phase('old root revoked');
+      const after = ok;
+      await waitFor(() => ok >= after + 20, 10_000, 'handshakes after the revocation');
+    } finally {
+      running = false;
+      await loop;
+    }
+    console.log(`handshake loop: ${ok} handshakes, ${failures.length} failed; ${phases.join('; ')}`);
+    expect(failures).toEqual([]);
+    expect(rejected).toEqual([]);
+    expect(ok).toBeGreaterThan(100);
+  }, 120_000);
+});
