@@ -1,7 +1,4 @@
-import 'reflect-metadata';
-import { KeyObject, constants, createPublicKey, verify } from 'node:crypto';
-import type { webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import { constants, verify, type KeyObject } from 'node:crypto';
 import { CaError } from '../errors.js';
 import {
   DerError,
@@ -14,6 +11,7 @@ import {
   readerOf,
 } from './der.js';
 import type { Tlv } from './der.js';
+import { publicKeyFromSpki } from './spki.js';
 
 /** Subject key types accepted in a CSR. */
 export type CsrKeyType = 'ec-p256' | 'ec-p384' | 'ed25519' | 'rsa';
@@ -80,6 +78,44 @@ const SIGNATURE_ALGORITHMS: Readonly<Record<string, { family: 'ec' | 'ed25519' |
  * CSR and CaError('UNSUPPORTED_KEY') for any other key type.
  */
 export function parseCsr(der: Uint8Array): ParsedCsr {
+  const c = prepareCsr(der);
+  let ok: boolean;
+  try {
+    ok = verify(c.digest, c.info, c.verifyKey, c.signature);
+  } catch (cause) {
+    throw malformedSignature(cause);
+  }
+  return verified(c, ok);
+}
+
+/**
+ * parseCsr, with the signature verified on libuv's thread pool instead of
+ * the calling thread, so that many CSRs are verified on several cores while
+ * the event loop goes on. Accepts and refuses exactly what parseCsr does,
+ * with the same errors.
+ */
+export async function parseCsrAsync(der: Uint8Array): Promise<ParsedCsr> {
+  const c = prepareCsr(der);
+  const ok = await new Promise<boolean>((resolve, reject) => {
+    try {
+      verify(c.digest, c.info, c.verifyKey, c.signature, (err, result) => (err ? reject(malformedSignature(err)) : resolve(result)));
+    } catch (cause) {
+      reject(malformedSignature(cause));
+    }
+  });
+  return verified(c, ok);
+}
+
+interface PreparedCsr {
+  key: ParsedCsr;
+  info: Buffer;
+  signature: Buffer;
+  digest: string | null;
+  verifyKey: KeyObject | { key: KeyObject; padding: number; saltLength: number };
+}
+
+/** Everything but the signature check: size, structure, key type, signature algorithm. */
+function prepareCsr(der: Uint8Array): PreparedCsr {
   if (der.length > MAX_CSR_BYTES) {
     throw new CaError('CSR_INVALID', `CSR is ${der.length} bytes, more than the ${MAX_CSR_BYTES} allowed`);
   }
@@ -92,21 +128,25 @@ export function parseCsr(der: Uint8Array): ParsedCsr {
   }
   const key = subjectKey(parts.spki);
   const signature = signatureCheck(parts.signatureAlgorithm, key.keyType);
-  let ok: boolean;
-  try {
-    ok = verify(
-      signature.digest,
-      parts.info,
+  return {
+    key,
+    info: parts.info,
+    signature: parts.signature,
+    digest: signature.digest,
+    verifyKey:
       signature.pssSaltLength === undefined
         ? key.publicKey
         : { key: key.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: signature.pssSaltLength },
-      parts.signature,
-    );
-  } catch (cause) {
-    throw new CaError('CSR_INVALID', 'CSR signature is malformed', { cause });
-  }
+  };
+}
+
+function malformedSignature(cause: unknown): CaError {
+  return new CaError('CSR_INVALID', 'CSR signature is malformed', { cause });
+}
+
+function verified(c: PreparedCsr, ok: boolean): ParsedCsr {
   if (!ok) throw new CaError('CSR_INVALID', 'CSR signature does not verify with its public key');
-  return key;
+  return c.key;
 }
 
 /** The exact signed bytes, the key and the signature of a CSR (DER structure only). */
@@ -156,7 +196,7 @@ function subjectKey(spki: Tlv): ParsedCsr {
   const spkiDer = Buffer.from(spki.raw);
   let publicKey: KeyObject;
   try {
-    publicKey = createPublicKey({ key: spkiDer, format: 'der', type: 'spki' });
+    publicKey = publicKeyFromSpki(spkiDer);
   } catch (cause) {
     throw new CaError('CSR_INVALID', 'CSR public key is malformed', { cause });
   }
@@ -233,44 +273,4 @@ function pssParams(params: Tlv | undefined): { digest: string; pssSaltLength: nu
   }
 }
 
-/**
- * Builds a minimal DER CSR (empty subject, no attributes) for a key pair,
- * for agents and the CLI. Accepts node:crypto KeyObjects or WebCrypto keys:
- * P-256 and P-384 (ECDSA with SHA-256/384), Ed25519, RSA (PKCS#1 v1.5 with SHA-256).
- */
-export async function createCsr(
-  privateKey: KeyObject | webcrypto.CryptoKey,
-  publicKey: KeyObject | webcrypto.CryptoKey,
-): Promise<Buffer> {
-  const priv = privateKey instanceof KeyObject ? privateKey : KeyObject.from(privateKey);
-  const pub = publicKey instanceof KeyObject ? publicKey : KeyObject.from(publicKey);
-  const { importParams, signingAlgorithm } = csrAlgorithm(pub);
-  const subtle = globalThis.crypto.subtle;
-  const keys = {
-    privateKey: await subtle.importKey('pkcs8', priv.export({ type: 'pkcs8', format: 'der' }), importParams, false, ['sign']),
-    publicKey: await subtle.importKey('spki', pub.export({ type: 'spki', format: 'der' }), importParams, true, ['verify']),
-  };
-  // Pass Node's WebCrypto explicitly: @peculiar/webcrypto would be 16x slower.
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm }, globalThis.crypto);
-  return Buffer.from(csr.rawData);
-}
-
-function csrAlgorithm(pub: KeyObject): { importParams: webcrypto.Algorithm; signingAlgorithm: webcrypto.Algorithm } {
-  const type = pub.asymmetricKeyType;
-  const curve = pub.asymmetricKeyDetails?.namedCurve;
-  if (type === 'ec' && (curve === 'prime256v1' || curve === 'secp384r1')) {
-    const p256 = curve === 'prime256v1';
-    return {
-      importParams: { name: 'ECDSA', namedCurve: p256 ? 'P-256' : 'P-384' } as webcrypto.EcKeyImportParams,
-      signingAlgorithm: { name: 'ECDSA', hash: p256 ? 'SHA-256' : 'SHA-384' } as webcrypto.EcdsaParams,
-    };
-  }
-  if (type === 'ed25519') return { importParams: { name: 'Ed25519' }, signingAlgorithm: { name: 'Ed25519' } };
-  if (type === 'rsa') {
-    return {
-      importParams: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as webcrypto.RsaHashedImportParams,
-      signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5' },
-    };
-  }
-  throw new CaError('UNSUPPORTED_KEY', `cannot build a CSR for key type ${type}${curve ? ` (${curve})` : ''}`);
-}
+export { createCsr } from './create-csr.js';
