@@ -83,6 +83,8 @@ function nodeRow(rpc: string): Record<Caller, string> {
       return { ...open, 'admin socket owner': OK, 'admin socket uid 65534': NO_ACCESS };
     case 'FetchAuthorizedEntries':
     case 'RenewAgentSVID':
+    case 'WatchChanges':
+    case 'ReportAgentStatus':
       return { ...agentOnly, 'agent A': OK, 'agent B': OK, ...socket };
     case 'BatchMintX509SVID':
       return { ...agentOnly, 'agent A': OK, 'agent B': `${OK}; result ${DENIED}`, ...socket };
@@ -244,6 +246,14 @@ async function callNodeRpc(rpc: string, client: grpc.Client): Promise<string> {
       break;
     case 'Health/Check':
       o = await rawUnary(client, HealthDef.check.path, enc(HealthCheckRequest.encode({ service: '' })));
+      break;
+    case 'WatchChanges':
+      // The first message ('hello') is the answer; the stream then stays open until cancelled.
+      o = await rawServerStream(client, `/brevis.ca.v1.NodeService/WatchChanges`, Buffer.alloc(0), new grpc.Metadata(), { cancelAfterMessages: 1 });
+      if (o.code === grpc.status.CANCELLED && o.messages.length > 0) return OK;
+      break;
+    case 'ReportAgentStatus':
+      o = await rawUnary(client, `/brevis.ca.v1.NodeService/ReportAgentStatus`, Buffer.alloc(0));
       break;
     default:
       throw new Error(`no request for ${rpc}`);

@@ -23,6 +23,7 @@ import {
   SignSSHCertificateRequest,
 } from '../proto/gen/brevis/ca/v1/admin.js';
 import { AuditServiceService, ListAuditRequest } from '../proto/gen/brevis/ca/v1/audit.js';
+import { BackupServiceService } from '../proto/gen/brevis/ca/v1/backup.js';
 import { Entry, type EntrySSH } from '../proto/gen/brevis/ca/v1/types.js';
 import { attestAgent, startTestCa, TD, type TestAgent, type TestCa } from './support/ca-harness.js';
 import { buildCsrCorpus, type CsrCorpus } from './support/csr-forge.js';
@@ -229,7 +230,7 @@ describe('admin API under hostile input', () => {
     const malformed = fc
       .tuple(fc.constantFrom([0x0f], [0x0a, 0x7f, 0x01], [0x12, 0xff, 0xff, 0x03], [0x08, 0xff], [0x0e], [0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]), fc.uint8Array({ maxLength: 40 }))
       .map(([head, tail]) => Buffer.concat([Buffer.from(head), tail]));
-    for (const service of [A, AuditServiceService]) {
+    for (const service of [A, AuditServiceService, BackupServiceService]) {
       for (const [name, method] of Object.entries(service)) {
         const bad = malformed.filter((b) => throws(() => method.requestDeserialize(b)));
         await fc.assert(

@@ -26,11 +26,12 @@ import {
   SignSSHHostCertificateRequest,
   SignSSHUserCertificateRequest,
 } from '../proto/gen/brevis/ca/v1/node.js';
+import { ReportAgentStatusRequest } from '../proto/gen/brevis/ca/v1/push.js';
 import { attestAgent, call, nodeClient, startTestCa, TD, type TestAgent, type TestCa } from './support/ca-harness.js';
 import { buildCsrCorpus, type CsrCorpus } from './support/csr-forge.js';
 import { FuzzTally } from './support/fuzz-tally.js';
 import { hostileCsr, hostileSshKeys, invalidHostPrincipal, isUsefulMessage, nastyString } from './support/hostile-inputs.js';
-import { rawBidi, rawUnary, statusName, type Outcome } from './support/raw-grpc.js';
+import { rawBidi, rawServerStream, rawUnary, statusName, type Outcome } from './support/raw-grpc.js';
 import { attestWithHosts, createEntry, sshKeyLine, sshOf, type Agent } from './support/ssh-harness.js';
 import { expectUnchanged, snapshotStore, type StoreSnapshot } from './support/store-snapshot.js';
 
@@ -214,6 +215,42 @@ describe('node API under hostile input', () => {
     const o = await rawUnary(agentA.client, M.signSshHostCertificate.path, Buffer.from(SignSSHHostCertificateRequest.encode({ principals: [], publicKey: sshKeyLine('ec') }).finish()));
     tally.record('SignSSHHostCertificate', o.code);
     expectRefusal(o, grpc.status.PERMISSION_DENIED, 'agent without host names');
+  });
+
+  it('ReportAgentStatus refuses unpublished bundle sequences, malformed authority ids, absurd counts and oversize reports', async () => {
+    const goodId = 'ab'.repeat(20);
+    const cases = fc.oneof(
+      fc.oneof(fc.integer({ min: -(2 ** 40), max: -1 }), fc.integer({ min: 1_000_000, max: 2 ** 40 })).map((bundleSequence) => ({ bundleSequence, holdings: [] as Array<{ authorityId: string; credentials: number }> })),
+      fc.oneof(nastyString(80), fc.constant(''), fc.constant('AB'), fc.constant(`SHA256:${'x'.repeat(43)}!`)).filter((id) => !/^(?:[0-9a-f]{2,128}|SHA256:[A-Za-z0-9+/]{43})$/.test(id)).map((authorityId) => ({ bundleSequence: 0, holdings: [{ authorityId, credentials: 1 }] })),
+      fc.oneof(fc.integer({ min: -(2 ** 40), max: -1 }), fc.integer({ min: 10_000_001, max: 2 ** 40 })).map((credentials) => ({ bundleSequence: 0, holdings: [{ authorityId: goodId, credentials }] })),
+      fc.integer({ min: 257, max: 400 }).map((n) => ({ bundleSequence: 0, holdings: Array.from({ length: n }, () => ({ authorityId: goodId, credentials: 1 })) })),
+    );
+    await fc.assert(
+      fc.asyncProperty(cases, async (r) => {
+        const o = await rawUnary(agentA.client, '/brevis.ca.v1.NodeService/ReportAgentStatus', Buffer.from(ReportAgentStatusRequest.encode(r).finish()));
+        tally.record('ReportAgentStatus', o.code);
+        expectRefusal(o, grpc.status.INVALID_ARGUMENT, JSON.stringify(r).slice(0, 120));
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('WatchChanges streams opened and dropped at random, with and without an agent SVID, end cleanly', async () => {
+    const anon = nodeClient(t);
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.record({ asAgent: fc.boolean(), cancelAfterMs: fc.integer({ min: 0, max: 40 }) }), { minLength: 1, maxLength: 10 }), async (streams) => {
+        const outcomes = await Promise.all(
+          streams.map((s) => rawServerStream(s.asAgent ? agentA.client : anon, '/brevis.ca.v1.NodeService/WatchChanges', Buffer.alloc(0), new grpc.Metadata(), { cancelAfterMs: s.cancelAfterMs })),
+        );
+        outcomes.forEach((o, i) => {
+          tally.record('WatchChanges', o.code);
+          if (streams[i]!.asAgent) expect(statusName(o.code)).toBe('CANCELLED');
+          else expect(['CANCELLED', 'PERMISSION_DENIED']).toContain(statusName(o.code));
+        });
+      }),
+      { numRuns: Math.ceil(RUNS / 5) },
+    );
+    anon.close();
   });
 
   it('every node RPC answers an undecodable request with InvalidArgument, for callers with and without an agent SVID', async () => {

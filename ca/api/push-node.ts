@@ -12,6 +12,7 @@ import type { Store } from '../store/store.js';
 import type { Clock } from '../../spiffe/clock.js';
 import { authenticateAgent } from './agent-auth.js';
 import { toServiceError, unary, type ErrorLogger } from './errors.js';
+import { echo } from './echo.js';
 
 /** Most authority ids one report may carry. */
 export const MAX_HOLDINGS = 256;
@@ -72,7 +73,7 @@ export function pushNodeHandlers(d: PushNodeDeps) {
     const holdings: Record<string, number> = {};
     for (const h of req.holdings) {
       if (!/^(?:[0-9a-f]{2,128}|SHA256:[A-Za-z0-9+/]{43})$/.test(h.authorityId)) {
-        throw new CaError('INVALID_ARGUMENT', `authority id '${h.authorityId.slice(0, 80)}' is neither a key identifier (hex) nor an SSH fingerprint`);
+        throw new CaError('INVALID_ARGUMENT', `authority id '${echo(h.authorityId, 80)}' is neither a key identifier (hex) nor an SSH fingerprint`);
       }
       if (!Number.isSafeInteger(h.credentials) || h.credentials < 0 || h.credentials > 10_000_000) {
         throw new CaError('INVALID_ARGUMENT', `credential count ${h.credentials} for ${h.authorityId} is out of range`);

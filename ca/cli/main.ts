@@ -21,6 +21,7 @@ import { runCa } from './run.js';
 import { paint } from './terminal.js';
 import { addEntrySshOptions, entrySshFromFlags, registerSshCommands } from './ssh-commands.js';
 import { registerAuditCommands } from './audit-commands.js';
+import { registerBackupCommands } from './backup-commands.js';
 import { registerAuthorityCommands } from './authority-commands.js';
 
 const durationArg = (v: string) => {
@@ -234,6 +235,7 @@ export function buildProgram(): Command {
 
   registerSshCommands(program, { withSocket, withAdmin, out, json, durationArg, collect });
   registerAuditCommands(program, { withSocket, out, json });
+  registerBackupCommands(program, { withSocket, out, json });
   registerAuthorityCommands(program, { withSocket, out, json });
 
   withSocket(program.command('healthcheck'))

@@ -28,6 +28,8 @@ import type { CaContext } from '../api/context.js';
 import { ServerIdentity } from './server-identity.js';
 import { HealthService } from '../../agent/workload-api/health.js';
 import { AuditServiceService } from '../../proto/gen/brevis/ca/v1/audit.js';
+import { BackupServiceService } from '../../proto/gen/brevis/ca/v1/backup.js';
+import { caBackupService } from '../backup/backup-service.js';
 import { createAuditService } from '../api/audit-service.js';
 import type { AuthorityLifecycle } from '../rotation/lifecycle.js';
 import { openAuthorityLifecycle, startRotation } from '../rotation/open.js';
@@ -175,6 +177,10 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     adminServer.addService(guardDecoding(AdminServiceService), createAdminService(ctx));
     adminServer.addService(guardDecoding(AuditServiceService), createAuditService({ read: (o) => datastore.readAuditChain(o), logger }));
     adminServer.addService(guardDecoding(HealthServiceDef), health.handlers());
+    adminServer.addService(
+      guardDecoding(BackupServiceService),
+      caBackupService({ trustDomain: config.trustDomain, dataDir: config.dataDir, kek: custody.kek, store, clock, logger, caller: ADMIN_CALLER }),
+    );
     adminServer.addService(guardDecoding(AuthorityServiceService), createAuthorityService({ lifecycle, logger }));
     if (existsSync(config.adminSocket)) unlinkSync(config.adminSocket);
     mkdirSync(path.dirname(config.adminSocket), { recursive: true, mode: 0o700 });
