@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { fixedSpkiJwk, pkcs8DerFromJwk, pkcs8DerOf, publicKeyFromSpki, spkiDerFromJwk, spkiDerOf } from '../ca/x509/spki.js';
 
@@ -12,7 +12,10 @@ type Kind = 'P-256' | 'P-384' | 'Ed25519';
 function pair(kind: Kind): { privateKey: KeyObject; publicKey: KeyObject } {
   const enc = { publicKeyEncoding: { format: 'jwk' }, privateKeyEncoding: { format: 'jwk' } } as const;
   const jwk = kind === 'Ed25519' ? generateKeyPairSync('ed25519', enc) : generateKeyPairSync('ec', { namedCurve: kind, ...enc });
-  return { privateKey: createPrivateKey({ key: jwk.privateKey, format: 'jwk' }), publicKey: createPublicKey({ key: jwk.publicKey, format: 'jwk' }) };
+  // @types/node types jwk encodings as KeyObjects; they are plain JWK objects.
+  const priv = jwk.privateKey as unknown as JsonWebKey;
+  const pub = jwk.publicKey as unknown as JsonWebKey;
+  return { privateKey: createPrivateKey({ key: priv, format: 'jwk' }), publicKey: createPublicKey({ key: pub, format: 'jwk' }) };
 }
 
 function derPair(type: 'rsa' | 'ec' | 'ed448' | 'x25519', options: object = {}): { privateKey: KeyObject; publicKey: KeyObject } {
