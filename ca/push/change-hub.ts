@@ -17,6 +17,7 @@ export interface ChangeNotice {
 export class ChangeHub {
   readonly #listeners = new Set<(n: ChangeNotice) => void>();
   readonly #closers = new Set<() => void>();
+  readonly #taps = new Set<(n: ChangeNotice) => void>();
   #closed = false;
 
   constructor(private readonly sequence: () => number) {}
@@ -48,9 +49,19 @@ export class ChangeHub {
     };
   }
 
+  /**
+   * Also tells `fn` of every publish, without counting as a stream (the
+   * other CA servers sharing the database hear of local changes this way:
+   * ca/ha/cluster-changes.ts). Returns an unsubscribe function.
+   */
+  tap(fn: (n: ChangeNotice) => void): () => void {
+    this.#taps.add(fn);
+    return () => this.#taps.delete(fn);
+  }
+
   publish(reason: ChangeReason): void {
     const n = { reason, bundleSequence: this.sequence() };
-    for (const l of [...this.#listeners]) {
+    for (const l of [...this.#listeners, ...this.#taps]) {
       try {
         l(n);
       } catch {

@@ -27,6 +27,7 @@ import { acknowledgements, outstanding, type FleetFacts } from './fleet.js';
 import { NEXT_SEQUENCE, type AgentStatus, type SqliteLifecycleStore, type TransitionCommit, type TransitionPlan } from './lifecycle-store.js';
 import { crossSign, newIntermediate, newRoot, newSshCa, type KeyMaterial, type SshCaKeyType } from './key-material.js';
 import { activeOf, expiredRetirees, isTrusted, preparedOf, type LifecycleAuthority, type LifecycleSnapshot } from './model.js';
+import { changedKind, snapshotsDiffer } from '../ha/snapshot-diff.js';
 import { activationChanges, revokeChanges, rollbackChanges, taintChanges, type ChangeSet, type RetirePolicy } from './plan-changes.js';
 
 export interface AuthorityLifecycleOptions {
@@ -48,6 +49,13 @@ export interface AuthorityLifecycleOptions {
   crashHook?: CrashHook;
   /** Told about each transition's outcome (metrics). */
   onTransition?: (kind: AuthorityKind, action: string, outcome: 'success' | 'failure') => void;
+  /**
+   * Several CA servers on one database: runs `fn` holding the cluster-wide
+   * transition lock (PostgresLifecycleStore.withTransitionLock). Start-up
+   * recovery, bootstrap and every transition run under it, transitions
+   * after catching up with what the other servers committed.
+   */
+  clusterLock?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 /** Why listeners are told: the trust data changed, or only who signs. */
@@ -95,9 +103,13 @@ export class AuthorityLifecycle {
   /** Recovers interrupted transitions, creates what a first start needs, and loads the state. */
   static async open(o: AuthorityLifecycleOptions): Promise<AuthorityLifecycle> {
     const l = new AuthorityLifecycle(o);
-    await l.#recover();
-    l.#snapshot = await o.lifecycleStore.snapshot();
-    await l.#bootstrap();
+    // Under the cluster lock: a pending entry then belongs to a server that
+    // died, and two servers starting on an empty database bootstrap once.
+    await l.#clusterLocked(async () => {
+      await l.#recover();
+      l.#snapshot = await o.lifecycleStore.snapshot();
+      await l.#bootstrap();
+    });
     l.#ready = true;
     await l.#reload();
     return l;
@@ -227,9 +239,30 @@ export class AuthorityLifecycle {
    * transitions of this class). Used by the automatic rotation.
    */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(fn);
-    this.#tail = run.catch(() => undefined);
-    return run;
+    return this.#queued(() =>
+      this.#clusterLocked(async () => {
+        if (this.o.clusterLock) await this.#catchUp();
+        return fn();
+      }),
+    );
+  }
+
+  /**
+   * Several CA servers on one database: loads what the others committed
+   * and, when anything changed, applies it (issuing views, listeners).
+   * Resolves true when something changed.
+   */
+  refresh(): Promise<boolean> {
+    return this.#queued(() => this.#catchUp());
+  }
+
+  /**
+   * Rolls back transitions a server left pending when it died. Run by the
+   * server that takes over the singleton work; safe under the cluster lock,
+   * which a live server holds for the whole of a transition.
+   */
+  recoverInterrupted(): Promise<void> {
+    return this.exclusive(() => this.#recover());
   }
 
   /**
@@ -267,6 +300,24 @@ export class AuthorityLifecycle {
 
   // --- internals ---
 
+  #queued<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn);
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
+  #clusterLocked<T>(fn: () => Promise<T>): Promise<T> {
+    return this.o.clusterLock ? this.o.clusterLock(fn) : fn();
+  }
+
+  async #catchUp(): Promise<boolean> {
+    const snap = await this.o.lifecycleStore.snapshot();
+    const before = this.#snapshot;
+    if (!snapshotsDiffer(before, snap)) return false;
+    await this.#reload({ bundleChanged: snap.bundleSequence !== before.bundleSequence, action: 'sync', kind: changedKind(before, snap) }, snap);
+    return true;
+  }
+
   #serial<T>(kind: AuthorityKind, action: string, fn: () => Promise<T>): Promise<T> {
     return this.exclusive(async () => {
       try {
@@ -299,8 +350,8 @@ export class AuthorityLifecycle {
     return s;
   }
 
-  async #reload(change?: LifecycleChange): Promise<void> {
-    const snap = await this.o.lifecycleStore.snapshot();
+  async #reload(change?: LifecycleChange, loaded?: LifecycleSnapshot): Promise<void> {
+    const snap = loaded ?? (await this.o.lifecycleStore.snapshot());
     if (!this.#ready) {
       this.#snapshot = snap;
       return;

@@ -13,6 +13,7 @@ import type { AuthorityKind, Store } from '../store/store.js';
 import { parseCertificate } from '../x509/parse.js';
 import { crashHookFromEnv } from './crash-hook.js';
 import { AuthorityLifecycle } from './lifecycle.js';
+import type { SingletonRunner } from '../ha/singleton.js';
 import { Rotator } from './rotator.js';
 
 export interface OpenLifecycleDeps {
@@ -24,6 +25,8 @@ export interface OpenLifecycleDeps {
   config: CaConfig;
   logger: Logger;
   onTransition?: (kind: AuthorityKind, action: string, outcome: 'success' | 'failure') => void;
+  /** Several servers on one database: the cluster-wide transition lock (OpenedDatastore.clusterLock). */
+  clusterLock?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 /** Opens the life cycle: recovers interrupted transitions, creates first-start authorities, loads the state. */
@@ -48,6 +51,7 @@ export function openAuthorityLifecycle(d: OpenLifecycleDeps): Promise<AuthorityL
     logger: d.logger,
     crashHook: crashHookFromEnv(),
     ...(d.onTransition ? { onTransition: d.onTransition } : {}),
+    ...(d.clusterLock ? { clusterLock: d.clusterLock } : {}),
   });
 }
 
@@ -73,15 +77,34 @@ export interface ServingIdentity {
  * trusted for client certificates, a new SVID whenever the signing chain
  * may have changed) and runs the automatic rotation. Returns a closer.
  */
-export function startRotation(d: { lifecycle: AuthorityLifecycle; identity: ServingIdentity; clock: Clock; logger: Logger }): () => Promise<void> {
+export function startRotation(d: {
+  lifecycle: AuthorityLifecycle;
+  identity: ServingIdentity;
+  clock: Clock;
+  logger: Logger;
+  /** Several servers on one database: run the automatic rotation only while this server holds the singleton (ca/ha/singleton.ts). */
+  singleton?: SingletonRunner;
+}): () => Promise<void> {
   const { lifecycle, identity, logger } = d;
   lifecycle.setServerChainIds(() => (identity.svid ? chainAuthorityIds(identity.svid.chain) : []));
   const off = lifecycle.onChange(() => {
     identity.setRoots(lifecycle.x509.bundle().roots);
     identity.renew().catch((e: unknown) => logger.error({ err: e }, 'renewing the CA serving SVID after an authority change failed'));
   });
+  const rotate = (signal: AbortSignal) => new Rotator({ lifecycle, clock: d.clock, logger }).run(signal);
+  if (d.singleton) {
+    // A server taking over first rolls back what a dead one left half done.
+    const lease = d.singleton(async (signal) => {
+      await lifecycle.recoverInterrupted();
+      await rotate(signal);
+    });
+    return async () => {
+      off();
+      await lease.close();
+    };
+  }
   const stop = new AbortController();
-  const running = new Rotator({ lifecycle, clock: d.clock, logger }).run(stop.signal);
+  const running = rotate(stop.signal);
   return async () => {
     off();
     stop.abort();

@@ -15,6 +15,7 @@ import { pemDecodeAll } from '../../spiffe/pem.js';
 import type { CaConfig } from '../config/config.js';
 import { logKeyCustody, openKeyCustody } from '../keys/key-custody.js';
 import { selectKeyStore } from '../keys/postgres-keystore.js';
+import { clusterFor, type ClusterTimings } from '../ha/cluster.js';
 import { describeDatastore, openDatastore } from '../store/datastore.js';
 import type { Store } from '../store/store.js';
 import type { X509Authority } from '../authority/x509-authority.js';
@@ -70,7 +71,10 @@ export interface RunningCa {
   close(): Promise<void>;
 }
 
-export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: Clock }): Promise<RunningCa> {
+export async function startCa(
+  config: CaConfig,
+  deps: { logger: Logger; clock?: Clock; /** Several servers on PostgreSQL: coordination intervals (tests shorten them). */ cluster?: ClusterTimings },
+): Promise<RunningCa> {
   const clock = deps.clock ?? realClock;
   const { logger } = deps;
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
@@ -91,6 +95,8 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
   const store = datastore.store;
   // With a shared PostgreSQL datastore the CA keys live in it, sealed under the KEK.
   const keys = selectKeyStore(datastore, custody.keys, custody.kek.source, clock);
+  // Several servers on that database: one transition at a time, one rotator, changes followed.
+  const cluster = clusterFor(datastore, logger, deps.cluster);
   logger.info({ datastore: describeDatastore(config.datastore, config.dataDir) }, 'datastore open');
 
   let closers: Array<() => Promise<void> | void> = [() => store.close()];
@@ -109,6 +115,7 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
       config,
       logger,
       onTransition: (kind, _action, outcome) => metrics.observeRotation(kind, outcome),
+      ...(cluster ? { clusterLock: cluster.clusterLock } : {}),
     });
     const authority = lifecycle.x509;
     const pushing = createPush(lifecycle);
@@ -149,7 +156,11 @@ export async function startCa(config: CaConfig, deps: { logger: Logger; clock?: 
     });
     await identity.start(authority.bundle().roots);
     closers.push(() => identity.stop());
-    closers.push(startRotation({ lifecycle, identity, clock, logger }));
+    closers.push(startRotation({ lifecycle, identity, clock, logger, ...(cluster ? { singleton: cluster.singleton } : {}) }));
+    if (cluster) {
+      const following = cluster.follow({ refreshLifecycle: () => lifecycle.refresh(), hub: pushing.push.hub });
+      closers.push(() => following.close());
+    }
 
     const health = new HealthService();
     const serverOptions = {

@@ -88,28 +88,33 @@ export interface PgDbOptions {
 
 export class PgDb {
   readonly #pool: pg.Pool;
+  readonly #url: string;
+  readonly #applicationName: string;
   #inFlight = 0;
   #drained: (() => void) | undefined;
   #closing: Promise<void> | undefined;
 
-  private constructor(pool: pg.Pool) {
+  private constructor(pool: pg.Pool, url: string, applicationName: string) {
     this.#pool = pool;
+    this.#url = url;
+    this.#applicationName = applicationName;
   }
 
   /** Connects (one round trip, so a wrong URL fails here) and returns the pool. */
   static async open(url: string, options: PgDbOptions = {}): Promise<PgDb> {
+    const applicationName = options.applicationName ?? 'brevis-ca';
     const pool = new pg.Pool({
       connectionString: url,
       max: options.maxConnections ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
       idleTimeoutMillis: 30_000,
       keepAlive: true,
-      application_name: options.applicationName ?? 'brevis-ca',
+      application_name: applicationName,
       types: TYPES,
     });
     // An idle client's error would otherwise be an unhandled 'error' event.
     pool.on('error', (err) => options.onIdleError?.(err));
-    const db = new PgDb(pool);
+    const db = new PgDb(pool, url, applicationName);
     try {
       await db.query('SELECT 1');
     } catch (e) {
@@ -179,6 +184,32 @@ export class PgDb {
         throw err;
       }
     });
+  }
+
+  /**
+   * A connection of its own, outside the pool, for what lives as long as a
+   * session: LISTEN, a lock held while leading. The caller ends it (and
+   * must handle its 'error' event). `queryTimeoutMs` bounds every query on it.
+   */
+  async connectDedicated(purpose: string, queryTimeoutMs?: number): Promise<pg.Client> {
+    if (this.#closing) throw new StoreError('CLOSED', 'store is closed');
+    const client = new pg.Client({
+      connectionString: this.#url,
+      keepAlive: true,
+      // The pid tells an operator (and the tests) which server holds a session: see the README.
+      application_name: `${this.#applicationName}:${purpose}:${process.pid}`.slice(0, 63),
+      connectionTimeoutMillis: 10_000,
+      ...(queryTimeoutMs ? { query_timeout: queryTimeoutMs } : {}),
+      types: TYPES,
+    });
+    client.on('error', () => undefined); // replaced by the caller's handler; never an unhandled 'error'
+    try {
+      await client.connect();
+    } catch (e) {
+      await client.end().catch(() => undefined);
+      throw toStoreErrorPg(e, `cannot connect to ${redactUrl(this.#url)}`);
+    }
+    return client;
   }
 
   /** Lets started work finish, refuses new work (StoreError 'CLOSED'), ends the pool. Idempotent. */
