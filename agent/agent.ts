@@ -130,6 +130,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     logger,
     backoff,
     wake: () => syncer.wake(),
+    ssh,
     ...(deps.random ? { random: deps.random } : {}),
   });
   let server: WorkloadApiServer;
@@ -165,7 +166,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     rotation: config.rotation,
     backoff,
     onBundle: applyBundle,
-    onSsh: (info) => ssh.applySync(info),
+    onSsh: (info) => {
+      push.observeSsh(info);
+      ssh.applySync(info);
+    },
     onAuthorities: (authorities) => push.onAuthorities(authorities),
     onSynced: () => push.onSynced(),
     ...(deps.random ? { random: deps.random } : {}),

@@ -232,6 +232,31 @@ describe('authority life cycle', () => {
     expect(journal).toContain('expire ca:rotator');
   });
 
+  it('rotates SSH CAs on a configured schedule, waiting for live agents to acknowledge before activating', async () => {
+    rig = await openLifecycleRig();
+    const logger = (await import('pino')).pino({ level: 'silent' });
+    const rotator = new Rotator({ lifecycle: rig.lifecycle, clock: rig.clock, logger, ssh: { everySeconds: 86400, overlapSeconds: 3600 } });
+    const oldUser = activeOf(rig.lifecycle.snapshot, 'ssh-user')!;
+    rig.clock.advance(86399_000);
+    expect((await rotator.tick()).filter((x) => x.includes('ssh'))).toEqual([]);
+    rig.clock.advance(1_000);
+    const prepared = (await rotator.tick()).filter((x) => x.includes('ssh'));
+    expect(prepared).toEqual([expect.stringMatching(/^prepare ssh-user SHA256:/), expect.stringMatching(/^prepare ssh-host SHA256:/)]);
+    const newUser = preparedOf(rig.lifecycle.snapshot, 'ssh-user')[0]!;
+    // A live agent that has not applied the new trust data holds the activation back.
+    const nowS = Math.floor(rig.clock.now().getTime() / 1000);
+    const agentId = `spiffe://${LTD}/brevis/agent/slow`;
+    await rig.store.upsertAgent({ agentId, attestationType: 'join_token', serial: '01', expiresAt: nowS + 3600, selectors: [], banned: false, createdAt: nowS, lastSeenAt: nowS });
+    rig.clock.advance(3600_000);
+    await rig.store.touchAgent(agentId, Math.floor(rig.clock.now().getTime() / 1000));
+    expect((await rotator.tick()).filter((x) => x.includes('ssh'))).toEqual([]);
+    expect(activeOf(rig.lifecycle.snapshot, 'ssh-user')!.id).toBe(oldUser.id);
+    await rig.ls.putAgentStatus({ agentId, bundleSequence: rig.lifecycle.snapshot.bundleSequence, holdings: {}, reportedAt: nowS }, () => []);
+    expect((await rotator.tick()).filter((x) => x.includes('ssh'))).toEqual([`activate ssh-user ${newUser.id}`, expect.stringMatching(/^activate ssh-host /)]);
+    expect(rig.lifecycle.ssh.signing('ssh-user').fingerprint).toBe(newUser.id);
+    expect(byId(oldUser.id).state).toBe('retired');
+  });
+
   it('runs the automatic rotation on its own as the clock moves', async () => {
     rig = await openLifecycleRig({ intermediateTtlSeconds: 600 });
     const rotator = new Rotator({ lifecycle: rig.lifecycle, clock: rig.clock, logger: (await import('pino')).pino({ level: 'silent' }) });

@@ -16,6 +16,8 @@ import type { BackoffPolicy } from '../sync/backoff.js';
 import { chainAuthorityIds, countHoldings } from './chain-ids.js';
 import { ChangeWatcher } from './change-watcher.js';
 import { StatusReporter } from './status-reporter.js';
+import type { AgentSSH } from '../../proto/gen/brevis/ca/v1/types.js';
+import { SshTaintResponder, type SshHostSide } from './ssh-holdings.js';
 
 /** What push sync needs from the SVID cache. */
 export interface PushCache {
@@ -42,6 +44,8 @@ export interface PushSyncOptions {
   backoff: BackoffPolicy;
   /** Ends the sync loop's wait: sync now. */
   wake: () => void;
+  /** The SSH side (host certificate), when the agent keeps one. */
+  ssh?: SshHostSide | null;
   random?: () => number;
 }
 
@@ -50,6 +54,7 @@ export class PushSync {
   readonly reporter: StatusReporter;
   readonly #o: PushSyncOptions;
   #lastNotice: WatchChangesResponse | null = null;
+  readonly #ssh: SshTaintResponder;
 
   constructor(options: PushSyncOptions) {
     this.#o = options;
@@ -65,6 +70,7 @@ export class PushSync {
       },
       ...(options.random ? { random: options.random } : {}),
     });
+    this.#ssh = new SshTaintResponder(options.ssh ?? null);
     this.reporter = new StatusReporter({ channel, lock: options.lock, clock, logger, holdings: () => this.holdings() });
   }
 
@@ -73,7 +79,7 @@ export class PushSync {
     return this.#lastNotice;
   }
 
-  /** Authority id -> credentials held that chain to it: workload SVIDs still valid, and the agent SVID. */
+  /** Authority id -> credentials held that chain to it: workload SVIDs still valid, the agent SVID, the SSH host certificate. */
   holdings(): Map<string, number> {
     const now = this.#o.clock.now().getTime();
     const chains: Array<readonly Buffer[]> = [this.#o.identity.current.chain];
@@ -81,7 +87,14 @@ export class PushSync {
       const svid = this.#o.cache.svidOf(e.id);
       if (svid && svid.notAfter.getTime() > now) chains.push(svid.chain);
     }
-    return countHoldings(chains);
+    const out = countHoldings(chains);
+    for (const f of this.#ssh.fingerprints()) out.set(f, (out.get(f) ?? 0) + 1);
+    return out;
+  }
+
+  /** The SSH part of a sync, before the SSH side applies it. */
+  observeSsh(info: AgentSSH | undefined): void {
+    this.#ssh.observe(info);
   }
 
   /** The bundle of a sync or attestation was applied. */
@@ -104,6 +117,7 @@ export class PushSync {
       this.#o.identity.renewSoon();
     }
     if (marked > 0) this.#o.logger.warn({ svids: marked, tainted: [...bad] }, 'replacing SVIDs chained to tainted authorities');
+    if (this.#ssh.respond(bad)) this.#o.logger.warn({ tainted: [...bad] }, 'the SSH host certificate was signed by a tainted CA: replacing it');
   }
 
   /** A sync finished: report if anything changed. */

@@ -38,6 +38,10 @@ export interface CaConfig {
   readonly sshHostMaxTtlSeconds: number;
   /** Shortest SSH certificate lifetime accepted (user and host). */
   readonly sshMinTtlSeconds: number;
+  /** Scheduled SSH CA rotation: a new key is prepared once the active one is this old (seconds); null: only by an admin. */
+  readonly sshCaRotationSeconds: number | null;
+  /** ...and activated this long after it was prepared, once every live agent acknowledged it (seconds). */
+  readonly sshCaRotationOverlapSeconds: number;
   /** PEM bundle of host CAs trusted for x509pop node attestation, or null (x509pop off). */
   readonly x509popCaBundle: string | null;
   /** The key-encryption key for CA keys at rest (ca/keys/kek.ts); null: generated into <dataDir>/kek. */
@@ -100,6 +104,8 @@ export const rawCaConfigSchema = z
     sshHostTtl: duration.prefault('8h'),
     sshHostMaxTtl: duration.prefault('168h'),
     sshMinTtl: duration.prefault('30s'),
+    sshCaRotation: duration.optional(),
+    sshCaRotationOverlap: duration.prefault('1h'),
     x509popCaBundle: z.string().min(1).optional(),
     kekPassphraseEnv: z.string().min(1).optional(),
     kekFile: z.string().min(1).optional(),
@@ -167,6 +173,9 @@ export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessE
     if (c.sshMinTtl > max) throw new ConfigError(`sshMinTtl must not exceed ${what.replace('Ttl', 'MaxTtl')}`);
     if (def < c.sshMinTtl || def > max) throw new ConfigError(`${what} must lie between sshMinTtl and ${what.replace('Ttl', 'MaxTtl')}`);
   }
+  if (c.sshCaRotation !== undefined && c.sshCaRotation <= c.sshCaRotationOverlap) {
+    throw new ConfigError('sshCaRotation must be longer than sshCaRotationOverlap');
+  }
   const envKek = env[KEK_ENV];
   if ([c.kekPassphraseEnv, c.kekFile, envKek].filter(Boolean).length > 1) {
     throw new ConfigError(`set only one of --kek-file, ${KEK_ENV} and --kek-passphrase-env`);
@@ -218,6 +227,8 @@ export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessE
     sshHostDefaultTtlSeconds: c.sshHostTtl,
     sshHostMaxTtlSeconds: c.sshHostMaxTtl,
     sshMinTtlSeconds: c.sshMinTtl,
+    sshCaRotationSeconds: c.sshCaRotation ?? null,
+    sshCaRotationOverlapSeconds: c.sshCaRotationOverlap,
     x509popCaBundle: c.x509popCaBundle ? path.resolve(c.x509popCaBundle) : null,
     kek,
     logLevel: c.logLevel,

@@ -84,6 +84,8 @@ export function startRotation(d: {
   logger: Logger;
   /** Several servers on one database: run the automatic rotation only while this server holds the singleton (ca/ha/singleton.ts). */
   singleton?: SingletonRunner;
+  /** Scheduled SSH CA rotation settings (off when sshCaRotationSeconds is null). */
+  config?: Pick<CaConfig, 'sshCaRotationSeconds' | 'sshCaRotationOverlapSeconds'>;
 }): () => Promise<void> {
   const { lifecycle, identity, logger } = d;
   lifecycle.setServerChainIds(() => (identity.svid ? chainAuthorityIds(identity.svid.chain) : []));
@@ -91,7 +93,9 @@ export function startRotation(d: {
     identity.setRoots(lifecycle.x509.bundle().roots);
     identity.renew().catch((e: unknown) => logger.error({ err: e }, 'renewing the CA serving SVID after an authority change failed'));
   });
-  const rotate = (signal: AbortSignal) => new Rotator({ lifecycle, clock: d.clock, logger }).run(signal);
+  const every = d.config?.sshCaRotationSeconds ?? null;
+  const ssh = every !== null && d.config ? { everySeconds: every, overlapSeconds: d.config.sshCaRotationOverlapSeconds } : undefined;
+  const rotate = (signal: AbortSignal) => new Rotator({ lifecycle, clock: d.clock, logger, ...(ssh ? { ssh } : {}) }).run(signal);
   if (d.singleton) {
     // A server taking over first rolls back what a dead one left half done.
     const lease = d.singleton(async (signal) => {

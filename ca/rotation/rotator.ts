@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../../spiffe/clock.js';
 import { epochSeconds } from '../../spiffe/clock.js';
 import { ROTATOR_CALLER, type AuthorityLifecycle } from './lifecycle.js';
+import { acknowledgements } from './fleet.js';
 import { activeOf, neededUntil, preparedOf, type LifecycleAuthority, type LifecycleSnapshot } from './model.js';
 
 /** When an intermediate's successor is prepared and activated (seconds since the epoch). */
@@ -37,21 +38,35 @@ export function nextDue(s: LifecycleSnapshot, nowS: number): number | null {
   return future.length ? Math.min(...future) : null;
 }
 
+/** Scheduled SSH CA rotation (seconds). */
+export interface SshSchedule {
+  /** A new key is prepared once the active one is this old. */
+  everySeconds: number;
+  /** It is activated this long after it was prepared, once every live agent acknowledged it. */
+  overlapSeconds: number;
+}
+
 export interface RotatorOptions {
   lifecycle: AuthorityLifecycle;
   clock: Clock;
   logger: Logger;
+  /** Off when absent: SSH CAs are then rotated by an admin only. */
+  ssh?: SshSchedule;
   /** Longest wait between checks, milliseconds (the clock may jump). Default 60 s. */
   maxWaitMs?: number;
 }
 
 export class Rotator {
+  /** SSH kinds whose scheduled activation waits for acknowledgements: how many agents were missing (logged on change). */
+  readonly #waitingFor = new Map<string, number>();
+
   constructor(private readonly o: RotatorOptions) {}
 
   /** One pass over everything time-driven. Returns the steps taken, e.g. ['prepare x509-intermediate 1a2b...']. */
   async tick(): Promise<string[]> {
     const { lifecycle } = this.o;
     const steps: string[] = [];
+    steps.push(...(await this.#sshTick()));
     if (await lifecycle.repairIntermediate(ROTATOR_CALLER)) steps.push(`replace x509-intermediate ${activeOf(lifecycle.snapshot, 'x509-intermediate')?.id}`);
     const expired = await lifecycle.expireRetired(ROTATOR_CALLER);
     if (expired > 0) steps.push(`expire ${expired}`);
@@ -68,6 +83,41 @@ export class Rotator {
     } else if (prepared && nowS >= activateAt) {
       await lifecycle.activate('x509-intermediate', prepared.id, { caller: ROTATOR_CALLER });
       steps.push(`activate x509-intermediate ${prepared.id}`);
+    }
+    return steps;
+  }
+
+  /** Scheduled SSH CA rotation: prepare when the active key is old enough, activate after the overlap once acknowledged. */
+  async #sshTick(): Promise<string[]> {
+    const sched = this.o.ssh;
+    if (!sched) return [];
+    const { lifecycle, logger } = this.o;
+    const steps: string[] = [];
+    const nowS = epochSeconds(this.o.clock.now());
+    for (const kind of ['ssh-user', 'ssh-host'] as const) {
+      const s = lifecycle.snapshot;
+      const active = activeOf(s, kind);
+      const prepared = preparedOf(s, kind)[0];
+      if (!active) continue;
+      if (!prepared) {
+        if (nowS - active.createdAt >= sched.everySeconds) {
+          const r = await lifecycle.prepare(kind, { caller: ROTATOR_CALLER });
+          steps.push(`prepare ${kind} ${r.prepared.id}`);
+        }
+        continue;
+      }
+      if (nowS - prepared.createdAt < sched.overlapSeconds) continue;
+      const acks = acknowledgements(prepared, await lifecycle.fleet());
+      if (acks.missing.length > 0) {
+        if (this.#waitingFor.get(kind) !== acks.missing.length) {
+          logger.warn({ kind, authority: prepared.id, missing: acks.missing.slice(0, 10), count: acks.missing.length }, 'scheduled SSH CA rotation waits for agents to acknowledge the new key');
+          this.#waitingFor.set(kind, acks.missing.length);
+        }
+        continue;
+      }
+      this.#waitingFor.delete(kind);
+      await lifecycle.activate(kind, prepared.id, { caller: ROTATOR_CALLER });
+      steps.push(`activate ${kind} ${prepared.id}`);
     }
     return steps;
   }

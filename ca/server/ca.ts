@@ -156,7 +156,7 @@ export async function startCa(
     });
     await identity.start(authority.bundle().roots);
     closers.push(() => identity.stop());
-    closers.push(startRotation({ lifecycle, identity, clock, logger, ...(cluster ? { singleton: cluster.singleton } : {}) }));
+    closers.push(startRotation({ lifecycle, identity, clock, logger, config, ...(cluster ? { singleton: cluster.singleton } : {}) }));
     if (cluster) {
       const following = cluster.follow({ refreshLifecycle: () => lifecycle.refresh(), hub: pushing.push.hub });
       closers.push(() => following.close());
