@@ -4,6 +4,7 @@
  * the configured socket.
  */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Bundle } from '../proto/gen/brevis/ca/v1/types.js';
 import { bundleFromPem } from '../spiffe/bundle.js';
@@ -19,7 +20,7 @@ import { AgentSsh, checkSshFiles } from './ssh/agent-ssh.js';
 import { PushSync } from './push/push-sync.js';
 import { AgentIdentity } from './svid/agent-identity.js';
 import type { AgentSvid } from './svid/agent-svid.js';
-import { ensureDataDir, loadStoredBundle, saveBundle } from './svid/storage.js';
+import { AGENT_BUNDLE_FILE, ensureDataDir, loadStoredBundle, saveBundle } from './svid/storage.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './sync/backoff.js';
 import { Syncer, type SyncReport } from './sync/syncer.js';
 import { startWorkloadApiServer, type WorkloadApiServer } from './workload-api/server.js';
@@ -131,6 +132,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     backoff,
     wake: () => syncer.wake(),
     ssh,
+    bundleFile: path.join(config.dataDir, AGENT_BUNDLE_FILE),
     ...(deps.random ? { random: deps.random } : {}),
   });
   let server: WorkloadApiServer;

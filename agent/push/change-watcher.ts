@@ -20,6 +20,21 @@ export interface ChangeWatcherOptions {
   backoff: BackoffPolicy;
   onChange: (n: WatchChangesResponse) => void;
   random?: () => number;
+  /** The stored trust bundle, named in the advice when the CA's certificate cannot be verified. */
+  bundleFile?: string;
+}
+
+/** TLS failures that mean "the CA's chain does not lead to any root we trust". */
+const UNTRUSTED_CA = /unable to get local issuer certificate|certificate verify failed|unable to verify the first certificate|self[- ]signed certificate in certificate chain/i;
+
+/** What an operator must do when the stored bundle no longer matches the CA. */
+export function rebootstrapAdvice(bundleFile: string): string {
+  return (
+    `cannot verify the CA: the trust bundle ${bundleFile} no longer matches the CA ` +
+    '(its root was probably rotated and the old one revoked while this agent was offline). ' +
+    `Get the current bundle (brevis-ca bundle show > bundle.pem), remove ${bundleFile}, and restart the agent with --trust-bundle bundle.pem; ` +
+    'if its agent SVID chains to the revoked root it must attest again (--join-token TOKEN, or its x509pop credentials)'
+  );
 }
 
 type Outcome = { messages: number; error?: grpc.ServiceError; restarted: boolean };
@@ -29,6 +44,7 @@ export class ChangeWatcher {
   #cancel: (() => void) | null = null;
   #restartRequested = false;
   #connected = false;
+  #advised = false;
 
   constructor(options: ChangeWatcherOptions) {
     this.#o = options;
@@ -57,6 +73,11 @@ export class ChangeWatcher {
       if (outcome.restarted) {
         failures = 0;
         continue;
+      }
+      if (outcome.messages > 0) this.#advised = false;
+      if (outcome.error && UNTRUSTED_CA.test(outcome.error.details ?? '') && !this.#advised) {
+        this.#advised = true;
+        logger.error({ err: outcome.error.details }, rebootstrapAdvice(this.#o.bundleFile ?? 'bundle.pem (in the data directory)'));
       }
       failures = outcome.messages > 0 ? 1 : failures + 1;
       const delay = backoffDelayMs(failures, this.#o.backoff, this.#o.random);

@@ -46,6 +46,8 @@ export interface PushSyncOptions {
   wake: () => void;
   /** The SSH side (host certificate), when the agent keeps one. */
   ssh?: SshHostSide | null;
+  /** The stored trust bundle file (named in re-bootstrap advice). */
+  bundleFile?: string;
   random?: () => number;
 }
 
@@ -69,6 +71,7 @@ export class PushSync {
         options.wake();
       },
       ...(options.random ? { random: options.random } : {}),
+      ...(options.bundleFile ? { bundleFile: options.bundleFile } : {}),
     });
     this.#ssh = new SshTaintResponder(options.ssh ?? null);
     this.reporter = new StatusReporter({ channel, lock: options.lock, clock, logger, holdings: () => this.holdings() });
