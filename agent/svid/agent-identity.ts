@@ -20,6 +20,7 @@ import type { Mutex } from '../node/mutex.js';
 import type { AttestationResult, NodeApi } from '../node/node-api.js';
 import { backoffDelayMs, retryDelayMs, type BackoffPolicy } from '../sync/backoff.js';
 import { agentSvidFrom, type AgentSvid } from './agent-svid.js';
+import { clockSkewProblem } from './clock-skew.js';
 import { AgentSvidError, joinTokenAdvice } from './errors.js';
 import { newKeyWithCsr } from './new-key.js';
 import { randomJitterUnit, rotationPoint } from './rotation.js';
@@ -240,10 +241,10 @@ export class AgentIdentity {
       // The CA sent something unusable: not the operator's problem, retry later.
       throw new NodeApiError('BAD_RESPONSE', (e as Error).message, { cause: e });
     }
-    // Adopting it would mean attesting again at once, in a loop.
-    if (svid.notAfter <= now) {
-      throw new NodeApiError('BAD_RESPONSE', `${what} expired at ${svid.notAfter.toISOString()}, before it arrived: is this host's clock ahead of the CA's?`);
-    }
+    // Adopting it would mean attesting again at once, in a loop (expired), or
+    // presenting a certificate the CA itself would not accept yet.
+    const skew = clockSkewProblem(svid.notBefore, svid.notAfter, now);
+    if (skew) throw new NodeApiError('BAD_RESPONSE', `${what}: ${skew}`);
     return svid;
   }
 

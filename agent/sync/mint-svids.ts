@@ -13,6 +13,7 @@ import type { NodeApi } from '../node/node-api.js';
 import { uriSansOf } from '../node/server-identity.js';
 import { newKeyWithCsr } from '../svid/new-key.js';
 import { randomJitterUnit, rotationPoint } from '../svid/rotation.js';
+import { clockSkewProblem } from '../svid/clock-skew.js';
 
 /** Largest batch per BatchMintX509SVID call. */
 export const MAX_MINT_BATCH = 500;
@@ -55,7 +56,7 @@ export async function mintSvids(entries: readonly Entry[], o: MintOptions): Prom
     const batch: MintOutcome['minted'] = [];
     results.forEach((r, j) => {
       const entry = chunk[j]!;
-      const checked = checkResult(r, entry, keys[j]!.pkcs8);
+      const checked = checkResult(r, entry, keys[j]!.pkcs8, obtainedAt);
       if (typeof checked === 'string') {
         out.failed.push({ entryId: entry.id, code: r.svid && r.statusCode === 0 ? -1 : r.statusCode, message: checked });
         return;
@@ -70,7 +71,7 @@ export async function mintSvids(entries: readonly Entry[], o: MintOptions): Prom
 }
 
 /** The SVID without its rotation point, or why it cannot be used. */
-function checkResult(r: MintX509SVIDResult, entry: Entry, pkcs8: Buffer): Omit<CachedSvid, 'rotateAt'> | string {
+function checkResult(r: MintX509SVIDResult, entry: Entry, pkcs8: Buffer, now: Date): Omit<CachedSvid, 'rotateAt'> | string {
   if (!r.svid || r.statusCode !== 0) return r.statusMessage || `refused with status ${r.statusCode}`;
   if (r.svid.certChain.length === 0) return 'the CA returned an empty chain';
   let leaf: X509Certificate;
@@ -84,6 +85,9 @@ function checkResult(r: MintX509SVIDResult, entry: Entry, pkcs8: Buffer): Omit<C
   if (!leaf.checkPrivateKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }))) {
     return 'the certificate does not carry the key we generated';
   }
+  // Without times, so that a refusal repeated at every sync reads (and is logged) once.
+  const skew = clockSkewProblem(new Date(leaf.validFrom), new Date(leaf.validTo), now, false);
+  if (skew) return skew;
   return {
     spiffeId: entry.spiffeId,
     chain: r.svid.certChain.map((c) => Buffer.from(c)),
