@@ -3,16 +3,14 @@
  * private keys never leave the node), CSRs sent in batches of at most
  * `maxBatch`, each answer checked before it is kept.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Entry } from '../../proto/gen/brevis/ca/v1/types.js';
-import type { MintX509SVIDResult } from '../../proto/gen/brevis/ca/v1/node.js';
 import type { Clock } from '../../spiffe/clock.js';
 import type { CachedSvid } from '../cache/svid-cache.js';
 import type { RotationPolicy } from '../config/config.js';
 import type { NodeApi } from '../node/node-api.js';
-import { uriSansOf } from '../node/server-identity.js';
 import { newKeyWithCsr } from '../svid/new-key.js';
 import { randomJitterUnit, rotationPoint } from '../svid/rotation.js';
+import { checkMinted } from './check-minted.js';
 import { clockSkewProblem } from '../svid/clock-skew.js';
 
 /** Largest batch per BatchMintX509SVID call. */
@@ -56,7 +54,9 @@ export async function mintSvids(entries: readonly Entry[], o: MintOptions): Prom
     const batch: MintOutcome['minted'] = [];
     results.forEach((r, j) => {
       const entry = chunk[j]!;
-      const checked = checkResult(r, entry, keys[j]!.pkcs8, obtainedAt);
+      const minted = checkMinted(r, entry, keys[j]!);
+      // Clock skew (agent/svid/clock-skew.ts), without times so that a refusal repeated at every sync reads (and is logged) once.
+      const checked = typeof minted === 'string' ? minted : (clockSkewProblem(minted.notBefore, minted.notAfter, obtainedAt, false) ?? minted);
       if (typeof checked === 'string') {
         out.failed.push({ entryId: entry.id, code: r.svid && r.statusCode === 0 ? -1 : r.statusCode, message: checked });
         return;
@@ -68,32 +68,4 @@ export async function mintSvids(entries: readonly Entry[], o: MintOptions): Prom
     if (batch.length > 0) o.onBatch?.(batch);
   }
   return out;
-}
-
-/** The SVID without its rotation point, or why it cannot be used. */
-function checkResult(r: MintX509SVIDResult, entry: Entry, pkcs8: Buffer, now: Date): Omit<CachedSvid, 'rotateAt'> | string {
-  if (!r.svid || r.statusCode !== 0) return r.statusMessage || `refused with status ${r.statusCode}`;
-  if (r.svid.certChain.length === 0) return 'the CA returned an empty chain';
-  let leaf: X509Certificate;
-  try {
-    leaf = new X509Certificate(r.svid.certChain[0]!);
-  } catch {
-    return 'the CA returned a certificate that cannot be parsed';
-  }
-  const uris = uriSansOf(leaf.subjectAltName);
-  if (uris.length !== 1 || uris[0] !== entry.spiffeId) return `the certificate is not for ${entry.spiffeId}`;
-  if (!leaf.checkPrivateKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }))) {
-    return 'the certificate does not carry the key we generated';
-  }
-  // Without times, so that a refusal repeated at every sync reads (and is logged) once.
-  const skew = clockSkewProblem(new Date(leaf.validFrom), new Date(leaf.validTo), now, false);
-  if (skew) return skew;
-  return {
-    spiffeId: entry.spiffeId,
-    chain: r.svid.certChain.map((c) => Buffer.from(c)),
-    key: pkcs8,
-    serial: leaf.serialNumber.toLowerCase(),
-    notBefore: new Date(leaf.validFrom),
-    notAfter: new Date(leaf.validTo),
-  };
 }
