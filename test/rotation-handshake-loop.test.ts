@@ -3,10 +3,16 @@
  * spiffe/ helpers (X509Source from a real agent's Workload API,
  * createMtlsServer and tlsClientOptions) handshake continuously while the
  * CA rotates the intermediate, rotates the root, then taints and revokes
- * the old root. Not one handshake may fail.
+ * the old root; and so does an openssl s_server/s_client pair that reads
+ * the files `brevis-agent api watch` keeps current. Not one handshake may
+ * fail.
  */
+import { spawn } from 'node:child_process';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import path from 'node:path';
 import * as tls from 'node:tls';
-import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../agent/agent.js';
 import { chainAuthorityIds } from '../agent/push/chain-ids.js';
@@ -17,11 +23,70 @@ import { createMtlsServer, tlsClientOptions } from '../spiffe/mtls.js';
 import { X509Source, pickSvidById } from '../spiffe/x509-source.js';
 import { startTestCa, type TestCa } from './support/ca-harness.js';
 import { agentConfig, createEntry, createJoinToken, tempDir, testLogger, waitFor } from './support/agent-harness.js';
+import { AGENT_BIN, requireBuilt, startDaemon } from './support/processes.js';
 
 const SERVER = 'spiffe://example.org/svc/server';
 const CLIENT = 'spiffe://example.org/svc/client';
 /** Short SVIDs so that they rotate (at half-life) several times during the test. */
 const SVID_TTL_SECONDS = 16;
+
+const free = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+
+/**
+ * A consistent copy of what `api watch` wrote: svid.key and svid.pem are
+ * each replaced atomically but not together, so a reader copies them and
+ * checks that the key matches the certificate (reading again if it caught
+ * the moment between the two renames).
+ */
+async function snapshot(watchDir: string, into: string): Promise<string> {
+  for (let i = 0; ; i++) {
+    const cert = readFileSync(path.join(watchDir, 'svid.pem'), 'utf8');
+    const key = readFileSync(path.join(watchDir, 'svid.key'), 'utf8');
+    const bundle = readFileSync(path.join(watchDir, 'bundle.pem'), 'utf8');
+    if (new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) {
+      mkdirSync(into, { recursive: true });
+      writeFileSync(path.join(into, 'svid.pem'), cert);
+      writeFileSync(path.join(into, 'svid.key'), key, { mode: 0o600 });
+      writeFileSync(path.join(into, 'bundle.pem'), bundle);
+      return into;
+    }
+    if (i >= 20) throw new Error('svid.pem and svid.key never matched');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** One mTLS handshake between openssl s_server and s_client, both with the files in `d`. */
+async function opensslHandshake(d: string): Promise<void> {
+  const port = await free();
+  const files = ['-cert', path.join(d, 'svid.pem'), '-cert_chain', path.join(d, 'svid.pem'), '-key', path.join(d, 'svid.key'), '-CAfile', path.join(d, 'bundle.pem'), '-verify_return_error', '-x509_strict'];
+  const server = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-naccept', '1', '-Verify', '3', ...files]);
+  let serverOut = '';
+  server.stdout.on('data', (x) => (serverOut += x));
+  server.stderr.on('data', (x) => (serverOut += x));
+  const serverDone = new Promise<number | null>((r) => server.on('close', r));
+  try {
+    await waitFor(() => serverOut.includes('ACCEPT') || server.exitCode !== null, 10_000, 'openssl s_server to listen');
+    if (!serverOut.includes('ACCEPT')) throw new Error(`s_server did not start: ${serverOut.trim()}`);
+    const client = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-verify', '3', '-brief', ...files]);
+    let clientOut = '';
+    client.stdout.on('data', (x) => (clientOut += x));
+    client.stderr.on('data', (x) => (clientOut += x));
+    client.stdin.end('hello over mTLS\n');
+    const code = await new Promise<number | null>((r) => client.on('close', r));
+    await serverDone;
+    if (code !== 0 || !clientOut.includes('Verification: OK') || !serverOut.includes('hello over mTLS')) {
+      throw new Error(`openssl handshake failed (s_client ${code}): ${clientOut.trim().split('\n').slice(-3).join(' | ')} / ${serverOut.trim().split('\n').slice(-3).join(' | ')}`);
+    }
+  } finally {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  }
+}
 
 describe('rotation under load', () => {
   const closers: Array<() => unknown> = [];
@@ -73,9 +138,27 @@ describe('rotation under load', () => {
         });
       });
 
+    // The openssl pair reads the files `brevis-agent api watch` keeps current (the caller's default SVID).
+    requireBuilt();
+    const watchDir = path.join(tmp.dir, 'watch');
+    const watcher = await startDaemon(AGENT_BIN, ['api', 'watch', '--socket', socketPath, '--out-dir', watchDir], /wrote /);
+    closers.push(() => watcher.stop());
+    let osslOk = 0;
+    const osslFailures: string[] = [];
+
     let ok = 0;
     const failures: string[] = [];
     let running = true;
+    const osslLoop = (async () => {
+      for (let i = 0; running; i++) {
+        try {
+          await opensslHandshake(await snapshot(watchDir, path.join(tmp.dir, 'ossl', String(i % 4))));
+          osslOk++;
+        } catch (e) {
+          osslFailures.push(`${new Date().toISOString()} ${(e as Error).message}`);
+        }
+      }
+    })();
     const loop = (async () => {
       while (running) {
         const began = Date.now();
@@ -129,9 +212,12 @@ describe('rotation under load', () => {
     } finally {
       running = false;
       await loop;
+      await osslLoop;
     }
-    console.log(`handshake loop: ${ok} handshakes, ${failures.length} failed; ${phases.join('; ')}`);
+    console.log(`handshake loop: ${ok} handshakes (spiffe/ helpers), ${failures.length} failed; ${osslOk} openssl s_server/s_client handshakes, ${osslFailures.length} failed; ${phases.join('; ')}`);
     expect(failures).toEqual([]);
+    expect(osslFailures).toEqual([]);
+    expect(osslOk).toBeGreaterThan(20);
     expect(rejected).toEqual([]);
     expect(ok).toBeGreaterThan(100);
   }, 120_000);
