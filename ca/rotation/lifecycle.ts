@@ -276,7 +276,17 @@ export class AuthorityLifecycle {
 
   /** ensureUsableIntermediate as a transition of its own (the automatic rotation's safety net). */
   repairIntermediate(caller = ROTATOR_CALLER): Promise<boolean> {
+    // Checked first outside the queue: a usable intermediate is the common case, and not a transition.
+    if (this.#intermediateUsable()) return Promise.resolve(false);
     return this.#serial('x509-intermediate', 'create', () => this.#ensureUsableIntermediate(caller));
+  }
+
+  /** An active intermediate under the active root that signs for at least another minute. */
+  #intermediateUsable(): boolean {
+    const s = this.#snapshot;
+    const root = activeOf(s, 'x509-root');
+    const inter = activeOf(s, 'x509-intermediate');
+    return Boolean(root && inter && inter.parentId === root.id && inter.notAfter > epochSeconds(this.o.clock.now()) + 60);
   }
 
   async #expireRetired(caller: string): Promise<number> {
@@ -516,7 +526,7 @@ export class AuthorityLifecycle {
     const root = activeOf(s, 'x509-root');
     const inter = activeOf(s, 'x509-intermediate');
     if (!root) throw new CaError('INTERNAL', 'no active root');
-    if (inter && inter.parentId === root.id && inter.notAfter > nowS + 60) return false;
+    if (this.#intermediateUsable()) return false;
     const made = await this.#newMaterial('x509-intermediate', 'active', now);
     const updates = inter ? [{ id: inter.id, state: 'retired' as const, retiredAt: nowS, trustUntil: Math.min(inter.notAfter, nowS + this.o.retire.x509LeafSeconds) }] : [];
     const why = inter ? `replaced ${inter.id}, which ${inter.notAfter <= nowS ? 'had expired' : inter.parentId !== root.id ? 'hangs off a root that is not active' : 'expires within a minute'}` : 'there was none';
