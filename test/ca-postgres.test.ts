@@ -110,6 +110,33 @@ describe('CA on PostgreSQL', () => {
     expect(err.message).not.toContain(hex);
   });
 
+  it('is backed up with pg_dump and restored with pg_restore into a new database that another server carries on with', async () => {
+    const dump = path.join(secrets, 'brevis.dump');
+    await pg.client('pg_dump', ['--format=custom', `--file=${dump}`, url]);
+    const restored = await pg.createDatabase();
+    await pg.client('pg_restore', ['--no-owner', `--dbname=${restored}`, dump]);
+    const again = await startTestCa({ datastore: restored, kekFile });
+    try {
+      expect(again.roots().map((r) => r.toString('hex'))).toEqual(t.roots().map((r) => r.toString('hex')));
+      const listed = await call<object, { entries: { spiffeId: string }[] }>(again.admin, 'listEntries', {});
+      expect(listed.entries.map((e) => e.spiffeId)).toContain(`spiffe://${TD}/pg/web`);
+      const agent = await attestAgent(again);
+      agent.client.close();
+      const store = await openPostgresStore(restored);
+      try {
+        // The restored chain continues: records from before the dump, and the new attestation after them.
+        const verdict = await verifyAuditChain((afterSeq, limit) => store.readAuditChain({ afterSeq, limit }));
+        expect(verdict).toMatchObject({ intact: true });
+        expect((await store.listAudit()).some((r) => r.action === 'attest.join_token' && r.spiffeId === agent.agentId)).toBe(true);
+        await expect(pg.sql(restored, "UPDATE audit SET detail = 'x' WHERE seq = 1")).rejects.toThrow(/append-only/);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await again.cleanup();
+    }
+  });
+
   it('refuses a PostgreSQL datastore without a key-encryption key given to every server', () => {
     expect(() => buildCaConfig({ dataDir: '/tmp/x', trustDomain: TD, listen: '127.0.0.1:0', datastore: url }, {})).toThrow(ConfigError);
     expect(() => buildCaConfig({ dataDir: '/tmp/x', trustDomain: TD, listen: '127.0.0.1:0', datastore: url }, {})).toThrow(/same key-encryption key/);

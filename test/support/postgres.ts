@@ -29,6 +29,8 @@ export interface TestPostgres {
   createDatabase(): Promise<string>;
   /** Runs one statement as superuser on `database`'s URL (tampering, inspection). */
   sql<T = Record<string, unknown>>(url: string, text: string, params?: unknown[]): Promise<T[]>;
+  /** Runs a client program of the server's installation (pg_dump, pg_restore, psql); rejects with its stderr. */
+  client(program: string, args: string[]): Promise<string>;
   /** Stops the server at once and deletes its directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -142,6 +144,13 @@ export async function startTestPostgres(settings: Record<string, string> = {}): 
     dir,
     url,
     sql,
+    async client(program, args) {
+      try {
+        return (await run(path.join(bin, program), args, { maxBuffer: 64 * 1024 * 1024 })).stdout;
+      } catch (e) {
+        throw new Error(`${program} failed: ${(e as { stderr?: string }).stderr || (e as Error).message}`);
+      }
+    },
     async createDatabase() {
       const name = `t${process.pid}_${++databases}`;
       await sql(url(), `CREATE DATABASE ${name}`);
