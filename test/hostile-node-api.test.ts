@@ -67,7 +67,8 @@ beforeAll(async () => {
   await ossl('x509', '-req', '-in', f('node.csr'), '-CA', f('hostca.pem'), '-CAkey', f('hostca.key'), '-CAcreateserial', '-out', f('node.pem'), '-days', '1');
   nodeChain = [new X509Certificate(readFileSync(f('node.pem'))).raw];
   corpus = buildCsrCorpus();
-  t = await startTestCa({ x509popCaBundle: f('hostca.pem') });
+  // Rate limits off: every hostile case must reach the handlers (test/rate-limits.test.ts covers the limits).
+  t = await startTestCa({ x509popCaBundle: f('hostca.pem'), attestRatePerSource: 0, signRatePerAgent: 0, signRatePerSource: 0 });
   agentA = await attestAgent(t);
   otherAgent = await attestAgent(t);
   hostAgent = await attestWithHosts(t, ['web-1.example.org']);

@@ -4,6 +4,7 @@
  * (PERMISSION_DENIED), or give up on one request (the rest).
  */
 import * as grpc from '@grpc/grpc-js';
+import { retryHintOf } from '../sync/retry-hint.js';
 
 export type NodeApiErrorCode =
   | 'UNAVAILABLE' // the CA cannot be reached, timed out, or is shedding load: retry with backoff
@@ -17,11 +18,14 @@ export class NodeApiError extends Error {
   readonly code: NodeApiErrorCode;
   /** The gRPC status when the CA answered with one. */
   readonly grpcCode: grpc.status | undefined;
-  constructor(code: NodeApiErrorCode, message: string, options?: { cause?: unknown; grpcCode?: grpc.status }) {
+  /** How long the CA asked us to wait before retrying (a rate limit's `retry-after-ms`), when it did. */
+  readonly retryAfterMs: number | undefined;
+  constructor(code: NodeApiErrorCode, message: string, options?: { cause?: unknown; grpcCode?: grpc.status; retryAfterMs?: number | undefined }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'NodeApiError';
     this.code = code;
     this.grpcCode = options?.grpcCode;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 
@@ -47,7 +51,7 @@ export function fromGrpcError(what: string, e: unknown): NodeApiError {
   if (typeof se.code === 'number') {
     const code = BY_STATUS[se.code as grpc.status] ?? 'RPC_FAILED';
     const status = grpc.status[se.code] ?? String(se.code);
-    return new NodeApiError(code, `${what}: ${status}: ${se.details || se.message || 'no details'}`, { cause: e, grpcCode: se.code });
+    return new NodeApiError(code, `${what}: ${status}: ${se.details || se.message || 'no details'}`, { cause: e, grpcCode: se.code, retryAfterMs: retryHintOf(se.metadata) });
   }
   return new NodeApiError('RPC_FAILED', `${what}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
 }

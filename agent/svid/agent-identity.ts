@@ -19,6 +19,7 @@ import { isNodeApiError, NodeApiError } from '../node/errors.js';
 import type { Mutex } from '../node/mutex.js';
 import type { AttestationResult, NodeApi } from '../node/node-api.js';
 import { backoffDelayMs, retryDelayMs, type BackoffPolicy } from '../sync/backoff.js';
+import { honourRetryHint } from '../sync/retry-hint.js';
 import { agentSvidFrom, type AgentSvid } from './agent-svid.js';
 import { clockSkewProblem } from './clock-skew.js';
 import { AgentSvidError, joinTokenAdvice } from './errors.js';
@@ -108,7 +109,7 @@ export class AgentIdentity {
         return;
       } catch (e) {
         if (!isNodeApiError(e)) throw e;
-        const delay = backoffDelayMs(failures, this.#o.backoff, this.#random);
+        const delay = honourRetryHint(backoffDelayMs(failures, this.#o.backoff, this.#random), e);
         logger.warn({ err: e.message, retryInMs: Math.round(delay) }, 'attestation failed; retrying');
         await clock.sleep(delay, signal);
       }
@@ -134,7 +135,7 @@ export class AgentIdentity {
       } catch (e) {
         if (!isNodeApiError(e)) throw e;
         failures++;
-        const delay = retryDelayMs(failures, this.#o.backoff, clock.now().getTime(), this.current.notAfter.getTime(), this.#random);
+        const delay = honourRetryHint(retryDelayMs(failures, this.#o.backoff, clock.now().getTime(), this.current.notAfter.getTime(), this.#random), e);
         logger.warn({ err: e.message, retryInMs: Math.round(delay), expires: this.current.notAfter.toISOString() }, 'agent SVID renewal failed; retrying');
         if (!(await this.#sleep(delay, signal))) return;
       }

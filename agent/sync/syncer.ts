@@ -17,6 +17,7 @@ import type { Mutex } from '../node/mutex.js';
 import type { NodeApi } from '../node/node-api.js';
 import type { AgentIdentity } from '../svid/agent-identity.js';
 import { retryDelayMs, type BackoffPolicy } from './backoff.js';
+import { honourRetryHint } from './retry-hint.js';
 import { mintSvids, type MintFailure } from './mint-svids.js';
 
 export interface SyncerOptions {
@@ -125,7 +126,7 @@ export class Syncer {
         if (e.code === 'PERMISSION_DENIED') await this.#recover(serial, e.message);
         const now = clock.now();
         const expiry = cache.earliestExpiry(now);
-        delay = retryDelayMs(failures, this.#o.backoff, now.getTime(), expiry?.getTime() ?? null, this.#o.random);
+        delay = honourRetryHint(retryDelayMs(failures, this.#o.backoff, now.getTime(), expiry?.getTime() ?? null, this.#o.random), e);
         logger.warn(
           { err: e.message, retryInMs: Math.round(delay), ...(expiry ? { earliestExpiry: expiry.toISOString() } : {}) },
           'sync with the CA failed; still serving valid SVIDs',

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { parseDuration } from '../../spiffe/duration.js';
 import { parseTrustDomain } from '../../spiffe/id.js';
 import { KEK_ENV, parseKekHex, type KekSetting } from '../keys/kek.js';
+import { rateLimitConfigFields, rateLimitsFrom, type RateLimits } from '../limits/rate-limits.js';
 import { isLoopbackHost, parseListenAddress } from '../metrics/listen-address.js';
 import { parseDatastore, type DatastoreSetting } from '../store/datastore.js';
 
@@ -46,6 +47,8 @@ export interface CaConfig {
   readonly x509popCaBundle: string | null;
   /** The key-encryption key for CA keys at rest (ca/keys/kek.ts); null: generated into <dataDir>/kek. */
   readonly kek: KekSetting;
+  /** Rate limits of the node API (ca/limits/rate-limits.ts). */
+  readonly rateLimits: RateLimits;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** host:port of the Prometheus endpoint, or null (off). */
   readonly metricsListen: string | null;
@@ -110,6 +113,7 @@ export const rawCaConfigSchema = z
     kekPassphraseEnv: z.string().min(1).optional(),
     kekFile: z.string().min(1).optional(),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    ...rateLimitConfigFields,
     metrics: hostPort('metrics').optional(),
     dashboard: hostPort('dashboard').optional(),
     datastore: z.string().min(1).optional(),
@@ -231,6 +235,7 @@ export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessE
     sshCaRotationOverlapSeconds: c.sshCaRotationOverlap,
     x509popCaBundle: c.x509popCaBundle ? path.resolve(c.x509popCaBundle) : null,
     kek,
+    rateLimits: rateLimitsFrom(c),
     logLevel: c.logLevel,
     metricsListen: c.metrics ?? null,
     dashboard,

@@ -25,6 +25,7 @@ import { SshIssuer } from '../ssh/ssh-issuer.js';
 import { createNodeService } from '../api/node-service.js';
 import { createAdminService } from '../api/admin-service.js';
 import { guardDecoding, undecodableInterceptor } from '../api/undecodable.js';
+import { rateLimitInterceptor } from '../limits/rate-limit-interceptor.js';
 import type { CaContext } from '../api/context.js';
 import { ServerIdentity } from './server-identity.js';
 import { HealthService } from '../../agent/workload-api/health.js';
@@ -169,7 +170,7 @@ export async function startCa(
     };
     const nodeServer = new grpc.Server({
       ...serverOptions,
-      interceptors: [edgeInterceptor({ logger, observer: metrics, caller: tlsPeerCaller }), undecodableInterceptor()],
+      interceptors: [edgeInterceptor({ logger, observer: metrics, caller: tlsPeerCaller }), undecodableInterceptor(), rateLimitInterceptor({ limits: config.rateLimits })],
     });
     nodeServer.addService(guardDecoding(NodeServiceService), createNodeService(ctx));
     nodeServer.addService(guardDecoding(HealthServiceDef), health.handlers());
