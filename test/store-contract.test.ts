@@ -13,7 +13,10 @@ import { PG_MIGRATIONS } from '../ca/store/pg-migrations.js';
 import { openPostgresStore, type PostgresStore } from '../ca/store/postgres.js';
 import { openSqliteStore, type SqliteStore } from '../ca/store/sqlite.js';
 import { startTestPostgres, type TestPostgres } from './support/postgres.js';
-import { describeStoreContract } from './support/store-contract.js';
+import { describeStoreContract, type StoreHarness } from './support/store-contract.js';
+import { describeLifecycleStorageContract } from './support/lifecycle-storage-contract.js';
+import { SqliteLifecycleStore } from '../ca/rotation/lifecycle-store.js';
+import { PostgresLifecycleStore } from '../ca/store/postgres-lifecycle.js';
 
 function sqliteRaw(file: string, statements: string[]): Promise<unknown[]> {
   return new Promise((resolve, reject) => {
@@ -35,10 +38,13 @@ function sqliteRaw(file: string, statements: string[]): Promise<unknown[]> {
 
 let dir = '';
 let file = '';
-describeStoreContract('SQLite', {
+const sqlite: StoreHarness = {
   migrations: MIGRATIONS,
   async setup() {},
-  async teardown() {},
+  async teardown() {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    dir = '';
+  },
   async fresh() {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'brevis-contract-'));
@@ -50,7 +56,9 @@ describeStoreContract('SQLite', {
   async tamper(...statements) {
     await sqliteRaw(file, ['DROP TRIGGER IF EXISTS audit_no_update', 'DROP TRIGGER IF EXISTS audit_no_delete', ...statements]);
   },
-});
+};
+describeStoreContract('SQLite', sqlite);
+describeLifecycleStorageContract('SQLite', { ...sqlite, lifecycle: (store) => new SqliteLifecycleStore((store as SqliteStore).db) });
 
 let server: TestPostgres | undefined;
 let url = '';
@@ -65,7 +73,7 @@ async function pgRaw(statements: string[]): Promise<unknown[]> {
     await client.end();
   }
 }
-describeStoreContract('PostgreSQL', {
+const postgres: StoreHarness = {
   migrations: PG_MIGRATIONS,
   async setup() {
     server = await startTestPostgres();
@@ -82,4 +90,6 @@ describeStoreContract('PostgreSQL', {
   async tamper(...statements) {
     await pgRaw(['DROP TRIGGER IF EXISTS audit_no_update ON audit', 'DROP TRIGGER IF EXISTS audit_no_delete ON audit', ...statements]);
   },
-});
+};
+describeStoreContract('PostgreSQL', postgres);
+describeLifecycleStorageContract('PostgreSQL', { ...postgres, lifecycle: (store) => new PostgresLifecycleStore((store as PostgresStore).db) });
