@@ -107,6 +107,8 @@ export async function startTestPostgres(settings: Record<string, string> = {}): 
     synchronous_commit: 'off',
     full_page_writes: 'off',
     max_connections: '200',
+    // Several test files run their own server at once: keep each small.
+    shared_buffers: '16MB',
     ...settings,
   };
   let port = 0;
