@@ -197,6 +197,13 @@ describe('HA: three CA servers on PostgreSQL, SIGKILLed one at a time', () => {
       await waitFor(() => b.connected() !== victim.address && !clientSource.getX509Svid().chain[0]!.equals(clientBefore), 30_000, 'agent B to mint on another server');
       note(`agent B moved to ${b.connected()} and minted there`);
       await cluster.start(victim);
+      // Its change stream followed it: a change made on yet another server still arrives at once.
+      const bNow = cluster.servers.find((s) => s.address === b.connected())!;
+      const third = cluster.servers.find((s) => s !== bNow && s.daemon)!;
+      began = Date.now();
+      await entry(third, `spiffe://${TD}/svc/extra2`, b.agentId);
+      await waitFor(() => b.agent.cache.svidsFor(new Set([uid])).some((s) => s.spiffeId === `spiffe://${TD}/svc/extra2`), 3_000, `the entry made on ${third.name} at agent B (now on ${bNow.name})`);
+      note(`entry made on ${third.name} reached agent B on ${bNow.name} in ${Date.now() - began} ms`);
 
       // 4. SIGKILL the rotator in the middle of a rotation (keys saved, records not yet
       //    committed): ca1 is made the only server, armed to kill itself at that step,
