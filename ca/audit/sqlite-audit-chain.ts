@@ -17,8 +17,17 @@ interface ChainRow extends AuditRow {
 
 const SELECT_CHAIN = 'SELECT seq, time_ms, caller, action, spiffe_id, serial, not_after, outcome, detail, prev_hash, hash FROM audit';
 
-const INSERT_CHAINED = `INSERT INTO audit (seq, time_ms, caller, action, spiffe_id, serial, not_after, outcome, detail, prev_hash, hash)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const INSERT_COLUMNS = 'INSERT INTO audit (seq, time_ms, caller, action, spiffe_id, serial, not_after, outcome, detail, prev_hash, hash) VALUES ';
+const ROW_PLACEHOLDERS = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+
+/**
+ * Rows per INSERT statement, largest first: n rows take about n/64 + 6
+ * statements instead of n (each statement is a round trip to libuv's thread
+ * pool, where it may wait behind other work), and only these seven
+ * statements are ever prepared. 64 rows use 704 of SQLite's 32,766 parameters.
+ */
+const CHUNKS = [64, 32, 16, 8, 4, 2, 1] as const;
+const insertSql = new Map<number, string>(CHUNKS.map((n) => [n, INSERT_COLUMNS + Array(n).fill(ROW_PLACEHOLDERS).join(', ')]));
 
 /** The last record's seq and hash (seq 0 and the genesis hash for an empty table). */
 async function chainHead(s: Session): Promise<{ seq: number; hash: string }> {
@@ -37,11 +46,18 @@ async function chainHead(s: Session): Promise<{ seq: number; hash: string }> {
 export async function appendChainedAudit(s: Session, records: readonly AuditRecord[]): Promise<void> {
   if (records.length === 0) return;
   let { seq, hash } = await chainHead(s);
+  const rows: unknown[][] = [];
   for (const r of records) {
     seq++;
     const next = auditRecordHash(seq, r, hash);
-    await s.runPrepared(INSERT_CHAINED, [seq, r.timeMs, r.caller, r.action, r.spiffeId, r.serial, r.notAfter, r.outcome, r.detail, hash, next]);
+    rows.push([seq, r.timeMs, r.caller, r.action, r.spiffeId, r.serial, r.notAfter, r.outcome, r.detail, hash, next]);
     hash = next;
+  }
+  // In seq order, several rows per statement (multi-row VALUES insert in order).
+  for (let i = 0; i < rows.length; ) {
+    const n = CHUNKS.find((c) => c <= rows.length - i)!;
+    await s.runPrepared(insertSql.get(n)!, rows.slice(i, i + n).flat());
+    i += n;
   }
 }
 

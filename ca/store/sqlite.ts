@@ -7,6 +7,8 @@ import { realClock, type Clock } from '../../spiffe/clock.js';
 import { Db, toStoreError, type Session } from './db.js';
 import { migrate } from './migrations.js';
 import { appendChainedAudit, backfillAuditChain } from '../audit/sqlite-audit-chain.js';
+import { AuditGroupCommit } from './audit-group-commit.js';
+import { ReadCache, deepFreeze } from './read-cache.js';
 import {
   SELECT_AGENT,
   SELECT_ENTRY,
@@ -50,6 +52,12 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
   /** Only used to timestamp applied migrations. */
   clock?: Clock;
+  /**
+   * How long agent records and entries read for the node API are served from
+   * memory, milliseconds (ca/store/read-cache.ts); 0 turns that off. Writes
+   * through this store are seen at once either way. Default 1000.
+   */
+  readCacheMs?: number;
 }
 
 /**
@@ -78,7 +86,7 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
     await db.close().catch(() => undefined);
     throw toStoreError(err, `cannot open store ${path}`);
   }
-  return new SqliteStore(db);
+  return new SqliteStore(db, options.readCacheMs ?? 1000);
 }
 
 /** Creates `path` as 0600 if missing; strips group/other bits from it and its WAL files. */
@@ -105,10 +113,18 @@ async function restrictFileModes(path: string): Promise<void> {
 /** A Store on one SQLite file. Create with `openSqliteStore`. */
 export class SqliteStore implements Store {
   readonly #db: Db;
+  /** Agent records by agent id (undefined: no such agent). */
+  readonly #agents: ReadCache<AgentRecord | undefined>;
+  /** Entries by parent id, each list sorted by id and frozen. */
+  readonly #children: ReadCache<readonly EntryRecord[]>;
+  readonly #audit: AuditGroupCommit;
 
   /** @internal Use `openSqliteStore`. */
-  constructor(db: Db) {
+  constructor(db: Db, readCacheMs = 0) {
     this.#db = db;
+    this.#agents = new ReadCache({ ttlMs: readCacheMs, maxEntries: 10_000 });
+    this.#children = new ReadCache({ ttlMs: readCacheMs, maxEntries: 200_000 });
+    this.#audit = new AuditGroupCommit(db, appendChainedAudit);
   }
 
   close(): Promise<void> {
@@ -140,6 +156,7 @@ export class SqliteStore implements Store {
       createdAt,
       ...(entry.ssh ? { ssh: copySsh(entry.ssh) } : {}),
     };
+    this.#children.forget();
     await this.#db.exclusive(async (s) => {
       try {
         await s.run(
@@ -190,18 +207,24 @@ export class SqliteStore implements Store {
       if (this.#db.closed) throw new StoreError('CLOSED', 'store is closed');
       return [];
     }
-    // One JSON parameter instead of N placeholders: no variable limit, and
-    // sqlite still probes the entries_parent_id index once per value.
-    return this.#db.exclusive(async (s) =>
-      (
-        await s.all<EntryRow>(`${SELECT_ENTRY} WHERE parent_id IN (SELECT value FROM json_each(?)) ORDER BY id`, [
-          JSON.stringify(parentIds),
-        ])
-      ).map(entryFromRow),
-    );
+    if (this.#db.closed) throw new StoreError('CLOSED', 'store is closed');
+    const parents = [...new Set(parentIds)];
+    const byParent = await this.#children.getMany(parents, async (missing) => {
+      // One JSON parameter instead of N placeholders: no variable limit, and
+      // sqlite still probes the entries_parent_id index once per value.
+      const rows = await this.#db.exclusive((s) =>
+        s.all<EntryRow>(`${SELECT_ENTRY} WHERE parent_id IN (SELECT value FROM json_each(?)) ORDER BY id`, [JSON.stringify(missing)]),
+      );
+      const found = new Map<string, EntryRecord[]>(missing.map((p) => [p, []]));
+      for (const row of rows) found.get(row.parent_id)?.push(deepFreeze(entryFromRow(row)));
+      return found;
+    });
+    const out = parents.flatMap((p) => byParent.get(p) ?? []);
+    return parents.length > 1 ? out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)) : out;
   }
 
   deleteEntry(id: string): Promise<boolean> {
+    this.#children.forget();
     return this.#db.exclusive(async (s) => (await s.run('DELETE FROM entries WHERE id = ?', [id])).changes > 0);
   }
 
@@ -235,6 +258,7 @@ export class SqliteStore implements Store {
   // Agents
 
   async upsertAgent(agent: AgentRecord): Promise<void> {
+    this.#agents.forget([agent.agentId]);
     // A ban is sticky: re-attestation racing with a ban must not lift it.
     await this.#db.exclusive((s) =>
       s.run(
@@ -262,11 +286,15 @@ export class SqliteStore implements Store {
     );
   }
 
-  getAgent(agentId: string): Promise<AgentRecord | undefined> {
-    return this.#db.exclusive(async (s) => {
-      const row = await s.get<AgentRow>(`${SELECT_AGENT} WHERE agent_id = ?`, [agentId]);
-      return row && agentFromRow(row);
-    });
+  async getAgent(agentId: string): Promise<AgentRecord | undefined> {
+    if (this.#db.closed) throw new StoreError('CLOSED', 'store is closed');
+    const agent = await this.#agents.get(agentId, () =>
+      this.#db.exclusive(async (s) => {
+        const row = await s.get<AgentRow>(`${SELECT_AGENT} WHERE agent_id = ?`, [agentId]);
+        return row && deepFreeze(agentFromRow(row));
+      }),
+    );
+    return agent && copyAgent(agent);
   }
 
   listAgents(): Promise<AgentRecord[]> {
@@ -274,6 +302,7 @@ export class SqliteStore implements Store {
   }
 
   updateAgentSvid(agentId: string, serial: string, expiresAt: number, now: number): Promise<boolean> {
+    this.#agents.forget([agentId]);
     return this.#changed('UPDATE agents SET serial = ?, expires_at = ?, last_seen_at = ? WHERE agent_id = ?', [
       serial,
       expiresAt,
@@ -283,14 +312,17 @@ export class SqliteStore implements Store {
   }
 
   async touchAgent(agentId: string, now: number): Promise<void> {
+    this.#agents.forget([agentId]);
     await this.#changed('UPDATE agents SET last_seen_at = ? WHERE agent_id = ?', [now, agentId]);
   }
 
   deleteAgent(agentId: string): Promise<boolean> {
+    this.#agents.forget([agentId]);
     return this.#changed('DELETE FROM agents WHERE agent_id = ?', [agentId]);
   }
 
   banAgent(agentId: string): Promise<boolean> {
+    this.#agents.forget([agentId]);
     return this.#changed('UPDATE agents SET banned = 1 WHERE agent_id = ?', [agentId]);
   }
 
@@ -299,7 +331,8 @@ export class SqliteStore implements Store {
   async appendAudit(records: AuditRecord[]): Promise<void> {
     if (records.length === 0) return;
     // Hash-chained under the write lock; seq is assigned by the chain, never by callers.
-    await this.#db.transaction((s) => appendChainedAudit(s, records));
+    // Concurrent appends share one transaction (one fsync): see audit-group-commit.ts.
+    await this.#audit.append(records);
   }
 
   listAudit(options: { sinceMs?: number; limit?: number } = {}): Promise<AuditRecord[]> {
@@ -366,6 +399,14 @@ export class SqliteStore implements Store {
   #changed(sql: string, params: unknown[]): Promise<boolean> {
     return this.#db.exclusive(async (s) => (await s.run(sql, params)).changes > 0);
   }
+}
+
+function copyAgent(a: AgentRecord): AgentRecord {
+  return {
+    ...a,
+    selectors: a.selectors.map((x) => ({ ...x })),
+    ...(a.sshHostPrincipals ? { sshHostPrincipals: [...a.sshHostPrincipals] } : {}),
+  };
 }
 
 function copySsh(ssh: EntrySsh): EntrySsh {

@@ -12,6 +12,7 @@ import {
 } from './der.js';
 import type { Tlv } from './der.js';
 import { publicKeyFromSpki } from './spki.js';
+import { cryptoGate } from './thread-pool-gate.js';
 
 /** Subject key types accepted in a CSR. */
 export type CsrKeyType = 'ec-p256' | 'ec-p384' | 'ed25519' | 'rsa';
@@ -90,19 +91,22 @@ export function parseCsr(der: Uint8Array): ParsedCsr {
 
 /**
  * parseCsr, with the signature verified on libuv's thread pool instead of
- * the calling thread, so that many CSRs are verified on several cores while
+ * the calling thread (at most cryptoGate.limit at once), so that many CSRs are verified on several cores while
  * the event loop goes on. Accepts and refuses exactly what parseCsr does,
  * with the same errors.
  */
 export async function parseCsrAsync(der: Uint8Array): Promise<ParsedCsr> {
   const c = prepareCsr(der);
-  const ok = await new Promise<boolean>((resolve, reject) => {
-    try {
-      verify(c.digest, c.info, c.verifyKey, c.signature, (err, result) => (err ? reject(malformedSignature(err)) : resolve(result)));
-    } catch (cause) {
-      reject(malformedSignature(cause));
-    }
-  });
+  const ok = await cryptoGate.run(
+    () =>
+      new Promise<boolean>((resolve, reject) => {
+        try {
+          verify(c.digest, c.info, c.verifyKey, c.signature, (err, result) => (err ? reject(malformedSignature(err)) : resolve(result)));
+        } catch (cause) {
+          reject(malformedSignature(cause));
+        }
+      }),
+  );
   return verified(c, ok);
 }
 
