@@ -4,17 +4,15 @@
  * audit record (its size and SHA-256, never its contents).
  */
 import { createHash } from 'node:crypto';
+import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { BackupServiceServer, CreateBackupRequest, CreateBackupResponse } from '../../proto/gen/brevis/ca/v1/backup.js';
-import type { ErrorLogger } from '../api/errors.js';
-import { toServiceError } from '../api/errors.js';
+import type { Clock } from '../../spiffe/clock.js';
+import { toServiceError, type ErrorLogger } from '../api/errors.js';
 import type { KekSource } from '../keys/keystore.js';
-import type { AuditRecord } from '../store/store.js';
+import type { AuditRecord, Store } from '../store/store.js';
 import { sealBackup } from './backup-file.js';
 import { takeSnapshot, type CaSnapshot } from './snapshot.js';
-import path from 'node:path';
-import type { Clock } from '../../spiffe/clock.js';
-import type { Store } from '../store/store.js';
 
 /** Chunk size of the stream, well under the 8 MiB message limit. */
 export const BACKUP_CHUNK_BYTES = 1024 * 1024;
