@@ -4,7 +4,7 @@
  * entries it may mint for.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,8 +12,8 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { AdminServiceClient } from '../../proto/gen/brevis/ca/v1/admin.js';
 import { NodeServiceClient } from '../../proto/gen/brevis/ca/v1/node.js';
-import { createCsr } from '../../ca/x509/csr.js';
-import { certsToPem } from '../../spiffe/pem.js';
+import { newKeyWithCsr } from '../../agent/svid/new-key.js';
+import { certsToPem, pemEncode } from '../../spiffe/pem.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const TD = 'bench.example';
@@ -107,7 +107,7 @@ export async function benchAgent(ca: BenchCa, entries: number, channels = 1): Pr
   const anon = new NodeServiceClient(`127.0.0.1:${ca.port}`, grpc.credentials.createSsl(roots, null, null, { checkServerIdentity: checkServer }));
   const res = await unary<{ svid: { spiffeId: string; certChain: Buffer[] } }>(anon, 'attestJoinToken', { token: tok.token, csr: k.csr });
   anon.close();
-  const keyPem = Buffer.from(k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+  const keyPem = Buffer.from(pemEncode('PRIVATE KEY', k.pkcs8));
   const chainPem = Buffer.from(certsToPem(res.svid.certChain));
   // Separate channels (distinct channel options) so load spreads over several HTTP/2 connections.
   const clients = Array.from({ length: channels }, (_, i) =>
@@ -126,7 +126,12 @@ export async function benchAgent(ca: BenchCa, entries: number, channels = 1): Pr
   return { agentId: res.svid.spiffeId, client: clients[0]!, clients, entryIds };
 }
 
-export async function newCsr(): Promise<{ privateKey: KeyObject; csr: Buffer }> {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return { privateKey, csr: await createCsr(privateKey, publicKey) };
+/**
+ * A fresh P-256 key and its CSR, made as the agent makes them: never through
+ * generateKeyPairSync's KeyObjects, which can deadlock Node 20 when read while
+ * the garbage collector finalizes their generation job (agent/svid/new-key.ts).
+ */
+export async function newCsr(): Promise<{ privateKey: KeyObject; pkcs8: Buffer; csr: Buffer }> {
+  const k = await newKeyWithCsr();
+  return { privateKey: k.privateKey, pkcs8: k.pkcs8, csr: k.csr };
 }

@@ -4,7 +4,7 @@
  * SSH principals, several requests in flight, each with the public key a
  * workload would send. Includes authorization, signing and the audit record.
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { NodeServiceClient } from '../../proto/gen/brevis/ca/v1/node.js';
 import { formatAuthorizedKey, sshPublicKeyBlob } from '../../ca/ssh/public-key.js';
 import { TD, unary, type BenchCa } from './ca-process.js';
@@ -31,7 +31,11 @@ export async function sshSignPerSecond(
       ssh: { principals: ['bench'], ttl: 0, forceCommand: '', sourceAddress: '', hostPrincipals: [] },
     },
   });
-  const keys = Array.from({ length: 64 }, () => formatAuthorizedKey(sshPublicKeyBlob(generateKeyPairSync('ed25519').publicKey)));
+  const keys = Array.from({ length: 64 }, () => {
+    // Imported from DER, not generateKeyPairSync's KeyObject (see agent/svid/new-key.ts).
+    const der = generateKeyPairSync('ed25519', { publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'der' } });
+    return formatAuthorizedKey(sshPublicKeyBlob(createPublicKey({ key: der.publicKey, format: 'der', type: 'spki' })));
+  });
   let signed = 0;
   let errors = 0;
   let i = 0;
