@@ -34,9 +34,23 @@ export interface MintRequest {
   ttlSeconds: number;
 }
 
+/** A CSR (DER, not yet checked) and what to mint for its key. */
+export interface CsrMintRequest {
+  csr: Uint8Array;
+  spiffeId: string;
+  dnsNames: string[];
+  ttlSeconds: number;
+}
+
 export interface SvidMinter {
   /** Mints for a subject key taken from an already-verified CSR. */
   mint(req: MintRequest): Promise<MintedSvid>;
+  /**
+   * Parses and verifies the CSR, then mints for its key. Throws CaError
+   * CSR_INVALID / UNSUPPORTED_KEY / INVALID_ARGUMENT for a bad CSR, like
+   * parseCsr followed by mint, whichever thread does the work.
+   */
+  mintFromCsr(req: CsrMintRequest): Promise<MintedSvid>;
 }
 
 export interface CaContext {

@@ -14,7 +14,7 @@ import type {
 } from '../../proto/gen/brevis/ca/v1/node.js';
 import { CaError } from '../errors.js';
 import type { AgentRecord, AuditRecord } from '../store/store.js';
-import { parseCsr, parseCsrAsync } from '../x509/csr.js';
+import { parseCsr } from '../x509/csr.js';
 import { epochSeconds } from '../../spiffe/clock.js';
 import { normalizeSelectors } from '../../spiffe/selector.js';
 import { hashJoinToken, looksLikeJoinToken } from '../attest/join-token.js';
@@ -182,17 +182,16 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
         throw new CaError('INVALID_ARGUMENT', `at most ${MAX_MINT_BATCH} SVIDs per batch (got ${req.params.length})`);
       }
       const entries = new Map((await authorizedEntries(store, ctx.trustDomain, agent, epochSeconds(now))).map((e) => [e.id, e]));
-      // CSR signatures are verified and certificates signed on the thread pool, all
-      // of the batch at once; audit records keep the order of the request.
+      // CSRs are verified and certificates built and signed by the mint workers (or
+      // on libuv's pool), all of the batch at once; audit records keep the order of the request.
       const records: AuditRecord[] = new Array(req.params.length);
       const results: MintX509SVIDResult[] = await Promise.all(
         req.params.map(async (p, i): Promise<MintX509SVIDResult> => {
           const entry = entries.get(p.entryId);
           try {
             if (!entry) throw new CaError('PERMISSION_DENIED', `entry '${echo(p.entryId)}' is unknown or not authorized for this agent`);
-            const csr = await parseCsrAsync(p.csr);
             const ttl = resolveTtl(ctx.svidTtl, entry.x509SvidTtl, 'entry TTL');
-            const svid: MintedSvid = await ctx.minter.mint({ spiffeId: entry.spiffeId, dnsNames: entry.dnsNames, publicKey: csr.publicKey, subjectSpkiDer: csr.spkiDer, ttlSeconds: ttl });
+            const svid: MintedSvid = await ctx.minter.mintFromCsr({ csr: p.csr, spiffeId: entry.spiffeId, dnsNames: entry.dnsNames, ttlSeconds: ttl });
             records[i] = { timeMs: now.getTime(), caller: agent.agentId, action: 'x509.mint', spiffeId: entry.spiffeId, serial: svid.serialHex, notAfter: epochSeconds(svid.notAfter), outcome: 'success', detail: `entry ${entry.id}` };
             return { svid: svidToProto(svid), statusCode: grpc.status.OK, statusMessage: '' };
           } catch (e) {

@@ -3,6 +3,7 @@
  * parsed once here into seconds; nothing downstream reads raw strings.
  */
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseDuration } from '../../spiffe/duration.js';
@@ -31,6 +32,8 @@ export interface CaConfig {
   readonly joinTokenMaxTtlSeconds: number;
   /** Seconds notBefore (X.509) and valid-after (SSH) are backdated for clock skew. */
   readonly backdateSeconds: number;
+  /** Worker threads minting SVIDs from CSRs (ca/issue/mint-pool.ts); 0: mint on the event loop and libuv's pool. */
+  readonly mintWorkers: number;
   /** Key type of the SSH user and host CAs (used when they are first created). */
   readonly sshKeyType: 'ed25519' | 'ec-p256';
   readonly sshUserDefaultTtlSeconds: number;
@@ -101,6 +104,7 @@ export const rawCaConfigSchema = z
     joinTokenTtl: duration.prefault('10m'),
     joinTokenMaxTtl: duration.prefault('24h'),
     backdate: duration.prefault('30s'),
+    mintWorkers: z.number().int().min(0).max(64).default(Math.min(4, os.availableParallelism())),
     sshKeyType: z.enum(['ed25519', 'ec-p256']).default('ed25519'),
     sshUserTtl: duration.prefault('1h'),
     sshUserMaxTtl: duration.prefault('24h'),
@@ -225,6 +229,7 @@ export function buildCaConfig(raw: Record<string, unknown>, env: NodeJS.ProcessE
     joinTokenDefaultTtlSeconds: c.joinTokenTtl,
     joinTokenMaxTtlSeconds: c.joinTokenMaxTtl,
     backdateSeconds: c.backdate,
+    mintWorkers: c.mintWorkers,
     sshKeyType: c.sshKeyType,
     sshUserDefaultTtlSeconds: c.sshUserTtl,
     sshUserMaxTtlSeconds: c.sshUserMaxTtl,

@@ -1,24 +1,48 @@
 /**
  * Mints X.509-SVIDs with the active intermediate, then checks what it
- * minted before anyone sees it (parse back: SAN, CA bit, key usages,
- * validity). A certificate that fails the check is never returned.
- * Signatures are made on libuv's thread pool (thread-pool-signer.ts).
+ * minted before anyone sees it (issueCheckedSvid). A certificate that fails
+ * the check is never returned.
+ *
+ * Two paths, same result: `mint` (a key from an already-parsed CSR) signs on
+ * libuv's thread pool (thread-pool-signer.ts); `mintFromCsr` hands the whole
+ * CSR to the mint workers (mint-pool.ts) when there are any and the signing
+ * key is local, else parses it here and takes `mint`.
  */
 import type { Clock } from '../../spiffe/clock.js';
-import type { MintedSvid, MintRequest, SvidMinter } from '../api/context.js';
+import type { CsrMintRequest, MintedSvid, MintRequest, SvidMinter } from '../api/context.js';
 import type { X509Authority } from '../authority/x509-authority.js';
-import { issueX509Svid } from '../x509/leaf.js';
-import { checkMintedSvid } from '../x509/validate.js';
+import { CaError } from '../errors.js';
+import { parseCsrAsync } from '../x509/csr.js';
+import { issueCheckedSvid } from './checked-leaf.js';
+import { MintPool, mintWorkerScript, type PoolIssuer } from './mint-pool.js';
 import { threadPoolSigner } from './thread-pool-signer.js';
 
+export interface X509MinterDeps {
+  authority: X509Authority;
+  clock: Clock;
+  backdateSeconds: number;
+  /** Mint worker threads (0: mint on the event loop and libuv's pool only). */
+  mintWorkers?: number;
+}
+
 export class X509Minter implements SvidMinter {
-  constructor(
-    private readonly deps: { authority: X509Authority; clock: Clock; backdateSeconds: number },
-  ) {}
+  readonly #pool: MintPool | undefined;
+  /** The PoolIssuer of the current intermediate, rebuilt when it changes. */
+  #poolIssuer: { for: unknown; issuer: PoolIssuer } | undefined;
+
+  constructor(private readonly deps: X509MinterDeps) {
+    const script = (deps.mintWorkers ?? 0) > 0 ? mintWorkerScript() : undefined;
+    this.#pool = script ? new MintPool({ size: deps.mintWorkers!, script, backdateSeconds: deps.backdateSeconds }) : undefined;
+  }
+
+  /** Worker threads minting from CSRs (0 when minting in this thread). */
+  get workers(): number {
+    return this.#pool?.size ?? 0;
+  }
 
   async mint(req: MintRequest): Promise<MintedSvid> {
     const issuer = this.deps.authority.signing();
-    const leaf = await issueX509Svid({
+    const leaf = await issueCheckedSvid({
       spiffeId: req.spiffeId,
       dnsNames: req.dnsNames,
       subjectPublicKey: req.publicKey,
@@ -28,19 +52,48 @@ export class X509Minter implements SvidMinter {
       now: this.deps.clock.now(),
       backdateSeconds: this.deps.backdateSeconds,
     });
-    checkMintedSvid(leaf.der, {
+    return { spiffeId: req.spiffeId, chain: [leaf.der, ...issuer.chain], serialHex: leaf.serialHex, notBefore: leaf.notBefore, notAfter: leaf.notAfter };
+  }
+
+  async mintFromCsr(req: CsrMintRequest): Promise<MintedSvid> {
+    if (!this.#pool) {
+      const csr = await parseCsrAsync(req.csr);
+      return this.mint({ spiffeId: req.spiffeId, dnsNames: req.dnsNames, publicKey: csr.publicKey, subjectSpkiDer: csr.spkiDer, ttlSeconds: req.ttlSeconds });
+    }
+    const active = this.deps.authority.signing();
+    if (this.#poolIssuer?.for !== active) {
+      this.#poolIssuer = {
+        for: active,
+        issuer: {
+          skiHex: active.record.id,
+          certDer: active.record.publicDer,
+          notAfterMs: active.notAfter.getTime(),
+          keyType: active.signer.keyType,
+          privateKey: active.signer.privateKeyObject,
+        },
+      };
+    }
+    const r = await this.#pool.mint(this.#poolIssuer.issuer, {
+      csr: req.csr,
       spiffeId: req.spiffeId,
       dnsNames: req.dnsNames,
-      notAfter: leaf.notAfter,
-      issuerSkiHex: issuer.record.id,
-      ...(req.subjectSpkiDer ? { subjectSpkiDer: req.subjectSpkiDer } : {}),
+      ttlSeconds: req.ttlSeconds,
+      nowMs: this.deps.clock.now().getTime(),
     });
+    if ('code' in r) throw new CaError(r.code, r.message);
+    if ('unexpected' in r) throw new Error(`mint worker: ${r.unexpected}`);
+    const leaf = r.ok;
     return {
       spiffeId: req.spiffeId,
-      chain: [leaf.der, ...issuer.chain],
+      chain: [Buffer.from(leaf.der.buffer, leaf.der.byteOffset, leaf.der.byteLength), ...active.chain],
       serialHex: leaf.serialHex,
-      notBefore: leaf.notBefore,
-      notAfter: leaf.notAfter,
+      notBefore: new Date(leaf.notBeforeMs),
+      notAfter: new Date(leaf.notAfterMs),
     };
+  }
+
+  /** Stops the mint workers. */
+  async close(): Promise<void> {
+    await this.#pool?.close();
   }
 }

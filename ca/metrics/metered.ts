@@ -15,29 +15,33 @@ export interface IssuanceObserver {
 
 type AsyncMethod<A extends unknown[], R> = (...args: A) => Promise<R>;
 
-/** A proxy of `target` whose `method` reports each call's kind, duration and success. */
+/** A proxy of `target` whose `methods` report each call's kind, duration and success. */
 function meterMethod<T extends object, K extends keyof T>(
   target: T,
-  method: K,
+  methods: K | readonly K[],
   kindOf: (args: unknown[]) => IssuanceKind,
   observer: IssuanceObserver,
 ): T {
-  const original = target[method] as unknown as AsyncMethod<unknown[], unknown>;
-  const metered = async (...args: unknown[]) => {
-    const t0 = performance.now();
-    const kind = kindOf(args);
-    try {
-      const r = await original.apply(target, args);
-      observer.observeIssuance(kind, (performance.now() - t0) / 1000, true);
-      return r;
-    } catch (e) {
-      observer.observeIssuance(kind, (performance.now() - t0) / 1000, false);
-      throw e;
-    }
-  };
+  const list: readonly K[] = Array.isArray(methods) ? methods : [methods as K];
+  const metered = new Map<PropertyKey, AsyncMethod<unknown[], unknown>>(list.map((m) => [m, meter(target[m] as unknown as AsyncMethod<unknown[], unknown>)]));
+  function meter(original: AsyncMethod<unknown[], unknown>) {
+    return async (...args: unknown[]) => {
+      const t0 = performance.now();
+      const kind = kindOf(args);
+      try {
+        const r = await original.apply(target, args);
+        observer.observeIssuance(kind, (performance.now() - t0) / 1000, true);
+        return r;
+      } catch (e) {
+        observer.observeIssuance(kind, (performance.now() - t0) / 1000, false);
+        throw e;
+      }
+    };
+  }
   return new Proxy(target, {
     get(t, prop) {
-      if (prop === method) return metered;
+      const m = metered.get(prop);
+      if (m) return m;
       const v = Reflect.get(t, prop, t) as unknown;
       // Bound to the real object: classes with #private fields reject a proxy as `this`.
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
@@ -45,9 +49,9 @@ function meterMethod<T extends object, K extends keyof T>(
   });
 }
 
-/** The minter, with each `mint` counted as an `x509` issuance. */
+/** The minter, with each `mint` and `mintFromCsr` counted as an `x509` issuance. */
 export function meterMinter<T extends SvidMinter>(minter: T, observer: IssuanceObserver): T {
-  return meterMethod(minter, 'mint', () => 'x509', observer);
+  return meterMethod(minter, ['mint', 'mintFromCsr'] as (keyof T)[], () => 'x509', observer);
 }
 
 /** The SSH issuer, with each `issue` counted as `ssh_user` or `ssh_host`. */

@@ -120,7 +120,9 @@ export async function startCa(
     });
     const authority = lifecycle.x509;
     const pushing = createPush(lifecycle);
-    const minter = meterMinter(new X509Minter({ authority, clock, backdateSeconds: config.backdateSeconds }), metrics);
+    const x509Minter = new X509Minter({ authority, clock, backdateSeconds: config.backdateSeconds, mintWorkers: config.mintWorkers });
+    closers.push(() => x509Minter.close());
+    const minter = meterMinter(x509Minter, metrics);
     const sshAuthority = lifecycle.ssh;
     const sshIssuer = meterSshIssuer(new SshIssuer({ authority: sshAuthority, clock, backdateSeconds: config.backdateSeconds }), metrics);
     const x509popCas = config.x509popCaBundle ? loadPemCerts(config.x509popCaBundle) : null;

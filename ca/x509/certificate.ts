@@ -32,7 +32,7 @@ export function signatureAlgorithmDer(keyType: KeyType): Buffer {
 }
 
 /** Encodes the TBSCertificate, has `signer` sign it, and returns the DER certificate. */
-export async function signCertificate(fields: TbsFields, signer: Signer): Promise<Buffer> {
+export async function signCertificate(fields: TbsFields, signer: Pick<Signer, 'keyType' | 'sign'>): Promise<Buffer> {
   const algorithm = signatureAlgorithmDer(signer.keyType);
   const tbs = sequence(
     VERSION_3,

@@ -18,7 +18,8 @@ import { KEY_USAGE, OID, keyIdentifierHex, subjectPublicKeyBitsOf } from './pars
 export interface X509SvidIssuer {
   /** The issuer's certificate, DER (its subject becomes the leaf's issuer). */
   certDer: Uint8Array;
-  signer: Signer;
+  /** Only the key type and `sign` are used. */
+  signer: Pick<Signer, 'keyType' | 'sign'>;
   /** The issuer's notAfter: no leaf outlives it. */
   notAfter: Date;
   /** The issuer's SubjectKeyIdentifier, lower-case hex: the leaf's AKI. */

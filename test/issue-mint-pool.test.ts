@@ -1,0 +1,172 @@
+/**
+ * The mint workers (ca/issue/mint-pool.ts): SVIDs minted from CSRs in worker
+ * threads are the certificates the in-thread path mints (same fields, judged
+ * by openssl), bad CSRs get the same errors, a batch keeps its order, a
+ * rotated intermediate signs at once, and a dying worker fails only what it
+ * held and is replaced.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CaError } from '../ca/errors.js';
+import { MintPool, mintWorkerScript } from '../ca/issue/mint-pool.js';
+import { X509Minter } from '../ca/issue/x509-minter.js';
+import { createCsr } from '../ca/x509/create-csr.js';
+import { parseCertificate } from '../ca/x509/parse.js';
+import { newKeyWithCsr } from '../agent/svid/new-key.js';
+import { LTD, openLifecycleRig, opensslVerify, type LifecycleRig } from './support/lifecycle-harness.js';
+
+let rig: LifecycleRig | undefined;
+let minters: X509Minter[] = [];
+afterEach(async () => {
+  for (const m of minters) await m.close();
+  minters = [];
+  await rig?.cleanup();
+  rig = undefined;
+});
+
+async function setup(mintWorkers: number) {
+  rig = await openLifecycleRig();
+  const r = rig;
+  const minter = new X509Minter({ authority: r.lifecycle.x509, clock: r.clock, backdateSeconds: 30, mintWorkers });
+  minters.push(minter);
+  return { rig: r, minter, roots: () => r.lifecycle.x509.bundle().roots };
+}
+
+/** Everything of a parsed SVID but what is random (serial, signature and the bytes they change). */
+function fields(der: Buffer) {
+  const c = parseCertificate(der);
+  return {
+    issuer: c.issuerDer.toString('hex'),
+    subject: c.subjectDer.toString('hex'),
+    notBefore: c.notBefore.toISOString(),
+    notAfter: c.notAfter.toISOString(),
+    spki: c.spkiDer.toString('hex'),
+    signatureAlgorithm: c.signatureAlgorithmOid,
+    extensions: c.extensions.map((e) => ({ ...e, value: Buffer.from(e.value as Uint8Array).toString('hex') })),
+    serialBytes: Buffer.from(c.serialHex, 'hex').length <= 16,
+  };
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'OK';
+  } catch (e) {
+    return e instanceof CaError ? `${e.code}: ${e.message}` : `not a CaError: ${String(e)}`;
+  }
+}
+
+describe('mint workers', () => {
+  it('the compiled worker script is found (npm test builds dist/ first)', () => {
+    expect(mintWorkerScript()).toBeDefined();
+  });
+
+  it('mint the certificate the in-thread path mints for the same CSR, and openssl verifies it', async () => {
+    const { rig: r, minter, roots } = await setup(2);
+    expect(minter.workers).toBe(2);
+    const inThread = new X509Minter({ authority: r.lifecycle.x509, clock: r.clock, backdateSeconds: 30, mintWorkers: 0 });
+    expect(inThread.workers).toBe(0);
+    const key = await newKeyWithCsr();
+    const req = { csr: key.csr, spiffeId: `spiffe://${LTD}/web`, dnsNames: ['web.example.org'], ttlSeconds: 600 };
+    const a = await minter.mintFromCsr(req);
+    const b = await inThread.mintFromCsr(req);
+    expect(fields(a.chain[0]!)).toEqual(fields(b.chain[0]!));
+    expect(a.chain.slice(1)).toEqual(b.chain.slice(1));
+    expect(a.serialHex).not.toBe(b.serialHex);
+    expect(a.serialHex).toBe(parseCertificate(a.chain[0]!).serialHex);
+    expect(a.notAfter.getTime()).toBe(b.notAfter.getTime());
+    expect(parseCertificate(a.chain[0]!).spkiDer.equals(key.spki)).toBe(true);
+    expect(opensslVerify(r.dir, a.chain, roots(), r.clock.now())).toBe('');
+  });
+
+  it.each(['ec-p384', 'ed25519', 'rsa'] as const)('mint for a %s subject key', async (type) => {
+    const { rig: r, minter, roots } = await setup(1);
+    const pair =
+      type === 'rsa'
+        ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+        : type === 'ed25519'
+          ? generateKeyPairSync('ed25519')
+          : generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const s = await minter.mintFromCsr({ csr: await createCsr(pair.privateKey, pair.publicKey), spiffeId: `spiffe://${LTD}/k`, dnsNames: [], ttlSeconds: 300 });
+    expect(opensslVerify(r.dir, s.chain, roots(), r.clock.now())).toBe('');
+  });
+
+  it('refuse bad CSRs with the same code and message as the in-thread path', async () => {
+    const { rig: r, minter } = await setup(2);
+    const inThread = new X509Minter({ authority: r.lifecycle.x509, clock: r.clock, backdateSeconds: 30, mintWorkers: 0 });
+    const good = (await newKeyWithCsr()).csr;
+    const wrongSignature = Buffer.from(good);
+    wrongSignature[wrongSignature.length - 3]! ^= 0x01;
+    const weakRsa = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const cases: Buffer[] = [
+      Buffer.alloc(0),
+      good.subarray(0, good.length - 10),
+      wrongSignature,
+      Buffer.concat([good, Buffer.from([0])]),
+      Buffer.alloc(20_000, 0x30),
+      await createCsr(weakRsa.privateKey, weakRsa.publicKey).catch(() => Buffer.from('x')),
+    ];
+    for (const csr of cases) {
+      const req = { csr, spiffeId: `spiffe://${LTD}/x`, dnsNames: [], ttlSeconds: 300 };
+      const [viaWorker, here] = [await codeOf(minter.mintFromCsr(req)), await codeOf(inThread.mintFromCsr(req))];
+      expect(viaWorker).toBe(here);
+      expect(viaWorker).toMatch(/^(CSR_INVALID|UNSUPPORTED_KEY): /);
+    }
+  });
+
+  it('answer a batch of good and bad CSRs in order, spread over the workers', async () => {
+    const { rig: r, minter } = await setup(2);
+    const keys = await Promise.all(Array.from({ length: 40 }, () => newKeyWithCsr()));
+    const outcomes = await Promise.all(
+      keys.map((k, i) =>
+        minter
+          .mintFromCsr({ csr: i % 7 === 3 ? k.csr.subarray(0, 30) : k.csr, spiffeId: `spiffe://${LTD}/w/${i}`, dnsNames: [], ttlSeconds: 300 })
+          .then((s) => ({ i, san: parseCertificate(s.chain[0]!).subjectAltName!.uris[0], spki: parseCertificate(s.chain[0]!).spkiDer }), (e: CaError) => ({ i, code: e.code })),
+      ),
+    );
+    outcomes.forEach((o, i) => {
+      if (i % 7 === 3) expect(o).toEqual({ i, code: 'CSR_INVALID' });
+      else {
+        expect(o).toMatchObject({ i, san: `spiffe://${LTD}/w/${i}` });
+        expect((o as { spki: Buffer }).spki.equals(keys[i]!.spki)).toBe(true);
+      }
+    });
+    expect(new Set(outcomes.map((o) => ('san' in o ? o.san : o.i))).size).toBe(40);
+    void r;
+  });
+
+  it('sign with a newly activated intermediate at once', async () => {
+    const { rig: r, minter, roots } = await setup(2);
+    const before = await minter.mintFromCsr({ csr: (await newKeyWithCsr()).csr, spiffeId: `spiffe://${LTD}/a`, dnsNames: [], ttlSeconds: 300 });
+    const p = await r.lifecycle.prepare('x509-intermediate', { caller: 'test' });
+    await r.lifecycle.activate('x509-intermediate', p.prepared.id, { caller: 'test' });
+    const after = await minter.mintFromCsr({ csr: (await newKeyWithCsr()).csr, spiffeId: `spiffe://${LTD}/a`, dnsNames: [], ttlSeconds: 300 });
+    expect(parseCertificate(before.chain[0]!).akiHex).not.toBe(p.prepared.id);
+    expect(parseCertificate(after.chain[0]!).akiHex).toBe(p.prepared.id);
+    expect(parseCertificate(after.chain[1]!).skiHex).toBe(p.prepared.id);
+    expect(opensslVerify(r.dir, after.chain, roots(), r.clock.now())).toBe('');
+  });
+
+  it('fail only the calls a dying worker held, and replace it', async () => {
+    rig = await openLifecycleRig();
+    const dir = fs.mkdtempSync(path.join(rig.dir, 'w-'));
+    // A worker that dies on its second job.
+    const script = path.join(dir, 'dying-worker.mjs');
+    fs.writeFileSync(
+      script,
+      `import { parentPort } from 'node:worker_threads';\nlet n = 0;\nparentPort.on('message', (job) => { if (++n === 2) process.exit(3); parentPort.postMessage({ id: job.id, results: job.items.map(() => ({ code: 'CSR_INVALID', message: 'test worker' })) }); });\n`,
+    );
+    const pool = new MintPool({ size: 1, script: pathToFileURL(script), backdateSeconds: 30 });
+    const issuer = { skiHex: 'ab', certDer: Buffer.alloc(1), notAfterMs: 0, keyType: 'ec-p256' as const, privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey };
+    const item = { csr: Buffer.alloc(1), spiffeId: `spiffe://${LTD}/x`, dnsNames: [], ttlSeconds: 1, nowMs: 0 };
+    expect(await pool.mint(issuer, item)).toEqual({ code: 'CSR_INVALID', message: 'test worker' });
+    await expect(pool.mint(issuer, item)).rejects.toThrow(/mint worker exited with code 3/);
+    expect(await pool.mint(issuer, item)).toEqual({ code: 'CSR_INVALID', message: 'test worker' });
+    expect(pool.size).toBe(1);
+    await pool.close();
+    await expect(pool.mint(issuer, item)).rejects.toThrow(/closed/);
+  });
+});
