@@ -18,7 +18,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { KeyObject } from 'node:crypto';
 import type { KeyType } from '../keys/keytype.js';
-import { WORKER_KEYS, type CsrMintItem, type MintedLeaf, type MintItemResult, type MintJob, type MintJobResult } from './mint-job.js';
+import { WORKER_KEYS, pack, type CsrMintItem, type MintedLeaf, type MintItemResult, type MintJob, type MintJobResult } from './mint-job.js';
 
 export interface PoolIssuer {
   skiHex: string;
@@ -120,7 +120,16 @@ export class MintPool {
     if (!items) return;
     slot.jobs.delete(r.id);
     slot.load -= items.length;
-    for (let i = 0; i < items.length; i++) items[i]!.resolve(r.results[i] ?? { unexpected: 'mint worker gave no result' });
+    let start = 0;
+    for (let i = 0; i < items.length; i++) {
+      const w = r.results[i];
+      if (!w) items[i]!.resolve({ unexpected: 'mint worker gave no result' });
+      else if ('derEnd' in w) {
+        const der = new Uint8Array(r.ders, start, w.derEnd - start);
+        start = w.derEnd;
+        items[i]!.resolve({ ok: { der, serialHex: w.serialHex, notBeforeMs: w.notBeforeMs, notAfterMs: w.notAfterMs } });
+      } else items[i]!.resolve(w);
+    }
   }
 
   #flush() {
@@ -143,25 +152,28 @@ export class MintPool {
   #send(items: Pending[]) {
     const slot = this.#slots.reduce((a, b) => (b.load < a.load ? b : a));
     const issuer = items[0]!.issuer;
+    const known = slot.keys.has(issuer.skiHex);
+    const csrs = pack(items.map((p) => p.item.csr));
     const job: MintJob = {
       id: this.#nextId++,
       issuer: {
         skiHex: issuer.skiHex,
-        certDer: issuer.certDer,
         notAfterMs: issuer.notAfterMs,
         keyType: issuer.keyType,
-        ...(slot.keys.has(issuer.skiHex) ? {} : { privateKey: issuer.privateKey }),
+        ...(known ? {} : { first: { certDer: issuer.certDer, privateKey: issuer.privateKey } }),
       },
       backdateSeconds: this.#backdateSeconds,
-      items: items.map((p) => p.item),
+      csrs: csrs.buffer,
+      csrEnds: csrs.ends,
+      items: items.map(({ item }) => ({ spiffeId: item.spiffeId, dnsNames: item.dnsNames, ttlSeconds: item.ttlSeconds, nowMs: item.nowMs })),
     };
-    if (!slot.keys.has(issuer.skiHex)) {
+    if (!known) {
       slot.keys.add(issuer.skiHex);
       if (slot.keys.size > WORKER_KEYS) slot.keys.delete(slot.keys.values().next().value!);
     }
     slot.jobs.set(job.id, items);
     slot.load += items.length;
-    slot.worker.postMessage(job);
+    slot.worker.postMessage(job, [csrs.buffer]);
   }
 }
 

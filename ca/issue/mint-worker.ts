@@ -5,59 +5,77 @@
  * and check the result (issueCheckedSvid), exactly as X509Minter does in the
  * main thread. Signing keys arrive once per issuer and stay in this thread.
  */
-import { sign as nodeSign, type KeyObject } from 'node:crypto';
+import { sign as nodeSign } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { CaError } from '../errors.js';
 import { KEY_ALGORITHMS, type KeyType } from '../keys/keytype.js';
 import { parseCsr } from '../x509/csr.js';
 import { issueCheckedSvid } from './checked-leaf.js';
-import { WORKER_KEYS, type MintItemResult, type MintJob, type MintJobResult } from './mint-job.js';
+import { WORKER_KEYS, pack, type MintFailure, type MintJob, type MintJobResult } from './mint-job.js';
 
-const keys = new Map<string, { keyType: KeyType; sign(data: Uint8Array): Promise<Uint8Array> }>();
+interface Issuer {
+  certDer: Uint8Array;
+  signer: { keyType: KeyType; sign(data: Uint8Array): Promise<Uint8Array> };
+}
 
-function signerFor(issuer: MintJob['issuer']) {
-  let s = keys.get(issuer.skiHex);
+const issuers = new Map<string, Issuer>();
+
+function issuerFor(job: MintJob['issuer']): Issuer {
+  let s = issuers.get(job.skiHex);
   if (!s) {
-    if (!issuer.privateKey) throw new Error(`mint worker: no key for issuer ${issuer.skiHex}`);
-    const key: KeyObject = issuer.privateKey;
-    const digest = KEY_ALGORITHMS[issuer.keyType].node.digest;
-    s = { keyType: issuer.keyType, sign: (data) => Promise.resolve(nodeSign(digest, data, key)) };
-    keys.set(issuer.skiHex, s);
+    if (!job.first) throw new Error(`mint worker: no key for issuer ${job.skiHex}`);
+    const key = job.first.privateKey;
+    const digest = KEY_ALGORITHMS[job.keyType].node.digest;
+    s = { certDer: job.first.certDer, signer: { keyType: job.keyType, sign: (data) => Promise.resolve(nodeSign(digest, data, key)) } };
+    issuers.set(job.skiHex, s);
     // Rotation retires intermediates: keep only the most recent keys, evicting as the pool expects.
-    if (keys.size > WORKER_KEYS) keys.delete(keys.keys().next().value!);
+    if (issuers.size > WORKER_KEYS) issuers.delete(issuers.keys().next().value!);
   }
   return s;
 }
 
-async function run(job: MintJob): Promise<MintJobResult> {
-  const signer = signerFor(job.issuer);
-  const results: MintItemResult[] = [];
-  for (const item of job.items) {
+function failure(e: unknown): MintFailure {
+  return e instanceof CaError ? { code: e.code, message: e.message } : { unexpected: e instanceof Error ? e.message : String(e) };
+}
+
+async function run(job: MintJob): Promise<{ result: MintJobResult; transfer: ArrayBuffer[] }> {
+  const issuer = issuerFor(job.issuer);
+  const ders: Uint8Array[] = [];
+  const results: MintJobResult['results'] = [];
+  let start = 0;
+  for (let i = 0; i < job.items.length; i++) {
+    const item = job.items[i]!;
+    const csr = new Uint8Array(job.csrs, start, job.csrEnds[i]! - start);
+    start = job.csrEnds[i]!;
     try {
-      const csr = parseCsr(item.csr);
+      const parsed = parseCsr(csr);
       const leaf = await issueCheckedSvid({
         spiffeId: item.spiffeId,
         dnsNames: item.dnsNames,
-        subjectPublicKey: csr.publicKey,
-        subjectSpkiDer: csr.spkiDer,
-        issuer: { certDer: job.issuer.certDer, signer, notAfter: new Date(job.issuer.notAfterMs), skiHex: job.issuer.skiHex },
+        subjectPublicKey: parsed.publicKey,
+        subjectSpkiDer: parsed.spkiDer,
+        issuer: { certDer: issuer.certDer, signer: issuer.signer, notAfter: new Date(job.issuer.notAfterMs), skiHex: job.issuer.skiHex },
         ttlSeconds: item.ttlSeconds,
         now: new Date(item.nowMs),
         backdateSeconds: job.backdateSeconds,
       });
-      results.push({ ok: { der: leaf.der, serialHex: leaf.serialHex, notBeforeMs: leaf.notBefore.getTime(), notAfterMs: leaf.notAfter.getTime() } });
+      ders.push(leaf.der);
+      results.push({ derEnd: -1, serialHex: leaf.serialHex, notBeforeMs: leaf.notBefore.getTime(), notAfterMs: leaf.notAfter.getTime() });
     } catch (e) {
-      results.push(e instanceof CaError ? { code: e.code, message: e.message } : { unexpected: e instanceof Error ? e.message : String(e) });
+      results.push(failure(e));
     }
   }
-  return { id: job.id, results };
+  const packed = pack(ders);
+  let k = 0;
+  for (const r of results) if ('derEnd' in r) r.derEnd = packed.ends[k++]!;
+  return { result: { id: job.id, ders: packed.buffer, results }, transfer: [packed.buffer] };
 }
 
 const port = parentPort;
 if (!port) throw new Error('mint-worker.js runs as a worker thread');
 port.on('message', (job: MintJob) => {
   run(job).then(
-    (r) => port.postMessage(r),
-    (e: unknown) => port.postMessage({ id: job.id, results: job.items.map(() => ({ unexpected: e instanceof Error ? e.message : String(e) })) } satisfies MintJobResult),
+    ({ result, transfer }) => port.postMessage(result, transfer),
+    (e: unknown) => port.postMessage({ id: job.id, ders: new ArrayBuffer(0), results: job.items.map(() => failure(e)) } satisfies MintJobResult),
   );
 });
