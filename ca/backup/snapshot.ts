@@ -25,7 +25,7 @@ export interface CaSnapshot {
 /** Takes the snapshot; `workDir` (in the data directory) holds the database copy for a moment. */
 export async function takeSnapshot(store: Store, keysDir: string, workDir: string): Promise<CaSnapshot> {
   if (!(store instanceof SqliteStore)) {
-    throw new CaError('FAILED_PRECONDITION', 'backups cover the embedded SQLite datastore; back up a PostgreSQL datastore with pg_dump (and keys/ with the CA stopped)');
+    throw new CaError('FAILED_PRECONDITION', 'backups cover the embedded SQLite datastore; back up a PostgreSQL datastore with pg_dump: its CA keys are in the database, sealed with the KEK, which you keep separately');
   }
   const tmp = await fsp.mkdtemp(path.join(workDir, '.backup-'));
   const copy = path.join(tmp, 'brevis.db');
