@@ -27,12 +27,21 @@ export interface AttestationResult {
 }
 
 export interface AuthorizedEntries {
+  unchanged: false;
+  /** Names this state: pass it to the next fetch ('' from a CA that does not version it). */
+  version: string;
   entries: Entry[];
   bundle: Bundle;
   /** SSH CA keys and the agent's host names; undefined from a CA without SSH. */
   ssh?: AgentSSH | undefined;
   /** Tainted and revoked authorities; undefined from a CA without rotation. */
   authorities?: AuthorityStatus | undefined;
+}
+
+/** The CA's state is still the one `version` names. */
+export interface UnchangedEntries {
+  unchanged: true;
+  version: string;
 }
 
 type Callback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
@@ -66,14 +75,21 @@ export class NodeApi {
     return res.svid;
   }
 
-  async fetchAuthorizedEntries(): Promise<AuthorizedEntries> {
+  /** The authorized entries and the bundle, or `unchanged` when they are still the ones `knownVersion` names. */
+  async fetchAuthorizedEntries(knownVersion = ''): Promise<AuthorizedEntries | UnchangedEntries> {
     const res = await this.#unary<FetchAuthorizedEntriesResponse>('agent', 'fetching authorized entries', (c, md, o, cb) =>
-      c.fetchAuthorizedEntries({}, md, o, cb),
+      c.fetchAuthorizedEntries({ knownVersion }, md, o, cb),
     );
+    if (res.unchanged) {
+      if (knownVersion === '' || res.version !== knownVersion) {
+        throw new NodeApiError('BAD_RESPONSE', 'fetching authorized entries: the CA said unchanged for a version the agent did not send');
+      }
+      return { unchanged: true, version: res.version };
+    }
     if (!res.bundle || res.bundle.x509Authorities.length === 0) {
       throw new NodeApiError('BAD_RESPONSE', 'fetching authorized entries: the CA returned no bundle');
     }
-    return { entries: res.entries, bundle: res.bundle, ssh: res.ssh, authorities: res.authorities };
+    return { unchanged: false, version: res.version, entries: res.entries, bundle: res.bundle, ssh: res.ssh, authorities: res.authorities };
   }
 
   /** One result per param, in order (an SVID or a status). */

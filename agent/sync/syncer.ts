@@ -52,6 +52,12 @@ export interface SyncReport {
   failed: MintFailure[];
 }
 
+/**
+ * The whole state is fetched at least this often even when the CA says
+ * nothing changed (a bound on any drift between the agent and the CA).
+ */
+export const FULL_FETCH_EVERY_MS = 60_000;
+
 /** Longest single timer wait (setTimeout's limit is about 24.8 days). */
 const MAX_SLEEP_MS = 2 ** 31 - 1;
 
@@ -60,6 +66,10 @@ export class Syncer {
   /** Last failure message logged per entry, so a persistent refusal is logged once. */
   readonly #reported = new Map<string, string>();
   #wake: (() => void) | null = null;
+  /** The CA's version of the state last applied in full or confirmed unchanged ('' : none). */
+  #version = '';
+  /** When the whole state was last fetched (clock ms). */
+  #fullAtMs = 0;
   /** A wake-up arrived while no wait was in progress. */
   #woken = false;
 
@@ -71,11 +81,20 @@ export class Syncer {
   syncOnce(): Promise<SyncReport> {
     const { api, cache, clock, lock } = this.#o;
     return lock.run(async () => {
-      const { entries, bundle, ssh, authorities } = await api.fetchAuthorizedEntries();
-      this.#o.onBundle(bundle);
-      this.#o.onSsh?.(ssh);
-      this.#o.onAuthorities?.(authorities);
-      const changes = cache.setEntries(entries);
+      const nowMs = clock.now().getTime();
+      // Ask for what changed since the state last applied; the whole state now and then regardless.
+      const full = this.#version === '' || nowMs - this.#fullAtMs >= FULL_FETCH_EVERY_MS;
+      const fetched = await api.fetchAuthorizedEntries(full ? '' : this.#version);
+      this.#version = '';
+      let changes = { added: 0, removed: 0, updated: 0 };
+      if (!fetched.unchanged) {
+        this.#o.onBundle(fetched.bundle);
+        this.#o.onSsh?.(fetched.ssh);
+        this.#o.onAuthorities?.(fetched.authorities);
+        changes = cache.setEntries(fetched.entries);
+        this.#fullAtMs = nowMs;
+      }
+      const entries = cache.entries();
       const due = cache.due(clock.now());
       const outcome = await mintSvids(due, {
         api,
@@ -86,6 +105,8 @@ export class Syncer {
         onBatch: (minted) => cache.putSvids(minted),
       });
       cache.markReady();
+      // Remembered only once everything was applied: a failed sync fetches the whole state again.
+      this.#version = fetched.version;
       this.#o.onSynced?.();
       this.#logFailures(outcome.failed, due.map((e) => e.id), new Set(entries.map((e) => e.id)));
       const report = { entries: entries.length, ...changes, minted: outcome.minted.length, failed: outcome.failed };

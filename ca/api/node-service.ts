@@ -30,6 +30,7 @@ import { authorizedEntries } from '../authz/authorized-entries.js';
 import { authenticateAgent } from './agent-auth.js';
 import type { CaContext, MintedSvid } from './context.js';
 import { bundleToProto, entryToProto, svidToProto } from './convert.js';
+import { authorizedStateVersion } from './state-version.js';
 import { statusForCode, toServiceError, unary } from './errors.js';
 import { resolveTtl } from '../issue/ttl-policy.js';
 import { agentSshInfo, sshNodeHandlers } from './ssh-node.js';
@@ -165,13 +166,17 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
       return { svid: svidToProto(svid) };
     }, logger),
 
-    fetchAuthorizedEntries: unary(async (_req, call) => {
+    fetchAuthorizedEntries: unary(async (req, call) => {
       const now = clock.now();
       const { agent } = await authenticateAgent(call, { store, trustDomain: ctx.trustDomain, now });
       const entries = await authorizedEntries(store, ctx.trustDomain, agent, epochSeconds(now));
       await store.touchAgent(agent.agentId, epochSeconds(now));
       const ssh = await agentSshInfo(ctx, agent, epochSeconds(now));
-      return { entries: entries.map(entryToProto), bundle: bundleToProto(ctx.bundle()), ssh, authorities: { taintedIds: ctx.push.untrustedIds() } };
+      const bundle = bundleToProto(ctx.bundle());
+      const authorities = { taintedIds: ctx.push.untrustedIds() };
+      const version = authorizedStateVersion({ entries, bundle, ssh, authorities });
+      if (req.knownVersion === version) return { entries: [], version, unchanged: true };
+      return { entries: entries.map(entryToProto), bundle, ssh, authorities, version, unchanged: false };
     }, logger),
 
     batchMintX509Svid: unary(async (req, call) => {

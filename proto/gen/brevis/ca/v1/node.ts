@@ -85,6 +85,12 @@ export interface RenewAgentSVIDResponse {
 }
 
 export interface FetchAuthorizedEntriesRequest {
+  /**
+   * The `version` of the last response the agent applied. When nothing has
+   * changed since, the CA answers with `unchanged` set and no state.
+   * Empty: always the full state.
+   */
+  knownVersion: string;
 }
 
 export interface FetchAuthorizedEntriesResponse {
@@ -97,7 +103,13 @@ export interface FetchAuthorizedEntriesResponse {
     | AgentSSH
     | undefined;
   /** Tainted and revoked authorities: credentials chained to them must be replaced now. */
-  authorities?: AuthorityStatus | undefined;
+  authorities?:
+    | AuthorityStatus
+    | undefined;
+  /** Names this state (entries, bundle, SSH, authorities): send it back as known_version. */
+  version: string;
+  /** The state is the one known_version names; entries, bundle, ssh and authorities are empty. */
+  unchanged: boolean;
 }
 
 export interface MintX509SVIDParams {
@@ -718,11 +730,14 @@ export const RenewAgentSVIDResponse: MessageFns<RenewAgentSVIDResponse> = {
 };
 
 function createBaseFetchAuthorizedEntriesRequest(): FetchAuthorizedEntriesRequest {
-  return {};
+  return { knownVersion: "" };
 }
 
 export const FetchAuthorizedEntriesRequest: MessageFns<FetchAuthorizedEntriesRequest> = {
-  encode(_: FetchAuthorizedEntriesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: FetchAuthorizedEntriesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.knownVersion !== "") {
+      writer.uint32(10).string(message.knownVersion);
+    }
     return writer;
   },
 
@@ -739,6 +754,14 @@ export const FetchAuthorizedEntriesRequest: MessageFns<FetchAuthorizedEntriesReq
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.knownVersion = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -751,26 +774,38 @@ export const FetchAuthorizedEntriesRequest: MessageFns<FetchAuthorizedEntriesReq
     }
   },
 
-  fromJSON(_: any): FetchAuthorizedEntriesRequest {
-    return {};
+  fromJSON(object: any): FetchAuthorizedEntriesRequest {
+    return {
+      knownVersion: isSet(object.knownVersion)
+        ? globalThis.String(object.knownVersion)
+        : isSet(object.known_version)
+        ? globalThis.String(object.known_version)
+        : "",
+    };
   },
 
-  toJSON(_: FetchAuthorizedEntriesRequest): unknown {
+  toJSON(message: FetchAuthorizedEntriesRequest): unknown {
     const obj: any = {};
+    if (message.knownVersion !== "") {
+      obj.knownVersion = message.knownVersion;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<FetchAuthorizedEntriesRequest>, I>>(base?: I): FetchAuthorizedEntriesRequest {
     return FetchAuthorizedEntriesRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<FetchAuthorizedEntriesRequest>, I>>(_: I): FetchAuthorizedEntriesRequest {
+  fromPartial<I extends Exact<DeepPartial<FetchAuthorizedEntriesRequest>, I>>(
+    object: I,
+  ): FetchAuthorizedEntriesRequest {
     const message = createBaseFetchAuthorizedEntriesRequest();
+    message.knownVersion = object.knownVersion ?? "";
     return message;
   },
 };
 
 function createBaseFetchAuthorizedEntriesResponse(): FetchAuthorizedEntriesResponse {
-  return { entries: [], bundle: undefined, ssh: undefined, authorities: undefined };
+  return { entries: [], bundle: undefined, ssh: undefined, authorities: undefined, version: "", unchanged: false };
 }
 
 export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesResponse> = {
@@ -786,6 +821,12 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
     }
     if (message.authorities !== undefined) {
       AuthorityStatus.encode(message.authorities, writer.uint32(34).fork()).join();
+    }
+    if (message.version !== "") {
+      writer.uint32(42).string(message.version);
+    }
+    if (message.unchanged !== false) {
+      writer.uint32(48).bool(message.unchanged);
     }
     return writer;
   },
@@ -835,6 +876,22 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
             message.authorities = AuthorityStatus.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.unchanged = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -853,6 +910,8 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
       bundle: isSet(object.bundle) ? Bundle.fromJSON(object.bundle) : undefined,
       ssh: isSet(object.ssh) ? AgentSSH.fromJSON(object.ssh) : undefined,
       authorities: isSet(object.authorities) ? AuthorityStatus.fromJSON(object.authorities) : undefined,
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      unchanged: isSet(object.unchanged) ? globalThis.Boolean(object.unchanged) : false,
     };
   },
 
@@ -869,6 +928,12 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
     }
     if (message.authorities !== undefined) {
       obj.authorities = AuthorityStatus.toJSON(message.authorities);
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.unchanged !== false) {
+      obj.unchanged = message.unchanged;
     }
     return obj;
   },
@@ -888,6 +953,8 @@ export const FetchAuthorizedEntriesResponse: MessageFns<FetchAuthorizedEntriesRe
     message.authorities = (object.authorities !== undefined && object.authorities !== null)
       ? AuthorityStatus.fromPartial(object.authorities)
       : undefined;
+    message.version = object.version ?? "";
+    message.unchanged = object.unchanged ?? false;
     return message;
   },
 };
