@@ -22,7 +22,7 @@ import type { KeyType } from '../keys/keytype.js';
 import type { LocalSigner } from '../keys/signer.js';
 import { SshAuthority } from '../ssh/ssh-authority.js';
 import type { AuditRecord, AuthorityKind, Store } from '../store/store.js';
-import type { CrashHook } from './crash-hook.js';
+import type { CrashHook } from '../crash-hook.js';
 import { acknowledgements, outstanding, type FleetFacts } from './fleet.js';
 import { NEXT_SEQUENCE, type AgentStatus, type SqliteLifecycleStore, type TransitionCommit, type TransitionPlan } from './lifecycle-store.js';
 import { crossSign, newIntermediate, newRoot, newSshCa, type KeyMaterial, type SshCaKeyType } from './key-material.js';

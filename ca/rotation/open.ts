@@ -11,7 +11,7 @@ import type { MintedSvid } from '../api/context.js';
 import type { LifecycleStorage } from '../store/datastore.js';
 import type { AuthorityKind, Store } from '../store/store.js';
 import { parseCertificate } from '../x509/parse.js';
-import { crashHookFromEnv } from './crash-hook.js';
+import { crashHookFromEnv } from '../crash-hook.js';
 import { AuthorityLifecycle } from './lifecycle.js';
 import type { SingletonRunner } from '../ha/singleton.js';
 import { Rotator } from './rotator.js';

@@ -16,6 +16,7 @@ import type { CaConfig } from '../config/config.js';
 import { logKeyCustody, openKeyCustody } from '../keys/key-custody.js';
 import { selectKeyStore } from '../keys/postgres-keystore.js';
 import { clusterFor, type ClusterTimings } from '../ha/cluster.js';
+import { crashHookFromEnv } from '../crash-hook.js';
 import { describeDatastore, openDatastore } from '../store/datastore.js';
 import type { Store } from '../store/store.js';
 import type { X509Authority } from '../authority/x509-authority.js';
@@ -92,6 +93,7 @@ export async function startCa(
     dataDir: config.dataDir,
     clock,
     onConnectionError: (err) => logger.warn({ err: err.message }, 'a PostgreSQL connection failed; the pool replaces it'),
+    crashHook: crashHookFromEnv(),
   });
   const store = datastore.store;
   // With a shared PostgreSQL datastore the CA keys live in it, sealed under the KEK.

@@ -8,6 +8,7 @@
 import path from 'node:path';
 import { realClock, type Clock } from '../../spiffe/clock.js';
 import type { ChainedAuditRecord } from '../audit/audit-hash.js';
+import type { CrashHook } from '../crash-hook.js';
 import { readAuditChain, type ReadChainOptions } from '../audit/sqlite-audit-chain.js';
 import { SqliteLifecycleStore } from '../rotation/lifecycle-store.js';
 import { PostgresLifecycleStore, type LifecycleStorage } from './postgres-lifecycle.js';
@@ -63,12 +64,14 @@ export interface OpenDatastoreOptions {
   clock?: Clock;
   /** Told about errors of idle PostgreSQL connections (they are replaced). */
   onConnectionError?: (err: Error) => void;
+  /** Crash points for tests in the schema migrations (ca/crash-hook.ts). */
+  crashHook?: CrashHook;
 }
 
 export async function openDatastore(setting: DatastoreSetting, o: OpenDatastoreOptions): Promise<OpenedDatastore> {
   const clock = o.clock ?? realClock;
   if (setting.kind === 'sqlite') {
-    const store = await openSqliteStore(path.join(o.dataDir, SQLITE_FILE), { clock });
+    const store = await openSqliteStore(path.join(o.dataDir, SQLITE_FILE), { clock, ...(o.crashHook ? { crashHook: o.crashHook } : {}) });
     return {
       store,
       lifecycleStore: new SqliteLifecycleStore(store.db),
@@ -76,7 +79,11 @@ export async function openDatastore(setting: DatastoreSetting, o: OpenDatastoreO
       postgres: null,
     };
   }
-  const store = await openPostgresStore(setting.url, { clock, ...(o.onConnectionError ? { onIdleError: o.onConnectionError } : {}) });
+  const store = await openPostgresStore(setting.url, {
+    clock,
+    ...(o.onConnectionError ? { onIdleError: o.onConnectionError } : {}),
+    ...(o.crashHook ? { crashHook: o.crashHook } : {}),
+  });
   return {
     store,
     lifecycleStore: new PostgresLifecycleStore(store.db),

@@ -5,6 +5,7 @@
  *
  * Never edit a migration that has shipped: append a new one.
  */
+import { NO_CRASH, type CrashHook } from '../crash-hook.js';
 import type { Db, Session } from './db.js';
 import { StoreError } from './store.js';
 
@@ -219,8 +220,17 @@ export async function readSchemaVersion(s: Session): Promise<number> {
  * read-only file still opens.
  *
  * @param nowMs the time recorded for each applied migration, milliseconds.
+ * @param crashHook crash points for tests (ca/crash-hook.ts):
+ *   `migrate:<version>:in-transaction` once the migration's SQL and its
+ *   `schema_migrations` row are written but not committed, and
+ *   `migrate:<version>:committed` right after the commit.
  */
-export async function migrate(db: Db, nowMs: () => number, migrations: readonly Migration[] = MIGRATIONS): Promise<void> {
+export async function migrate(
+  db: Db,
+  nowMs: () => number,
+  migrations: readonly Migration[] = MIGRATIONS,
+  crashHook: CrashHook = NO_CRASH,
+): Promise<void> {
   const known = migrations.length === 0 ? 0 : migrations[migrations.length - 1]!.version;
   const current = await db.exclusive(readSchemaVersion);
   if (current > known) {
@@ -232,17 +242,20 @@ export async function migrate(db: Db, nowMs: () => number, migrations: readonly 
   }
   for (const m of migrations) {
     if (m.version <= current) continue;
-    await db.transaction(async (s) => {
+    const applied = await db.transaction(async (s) => {
       // Another process may have migrated since the read above: re-check
       // under the write lock that BEGIN IMMEDIATE holds.
       await s.exec(CREATE_MIGRATIONS_TABLE);
-      if ((await readSchemaVersion(s)) >= m.version) return;
+      if ((await readSchemaVersion(s)) >= m.version) return false;
       await s.exec(m.sql);
       await s.run('INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)', [
         m.version,
         m.name,
         nowMs(),
       ]);
+      crashHook(`migrate:${m.version}:in-transaction`);
+      return true;
     });
+    if (applied) crashHook(`migrate:${m.version}:committed`);
   }
 }

@@ -15,6 +15,7 @@
  * order of listings. JSON stays TEXT, checked with a cast, so that it reads
  * back byte for byte as written.
  */
+import { NO_CRASH, type CrashHook } from '../crash-hook.js';
 import type { Migration } from './migrations.js';
 import type { PgDb, PgSession } from './postgres-db.js';
 import { LOCKS, LOCK_CLASS } from './postgres-locks.js';
@@ -220,8 +221,16 @@ export async function readPgSchemaVersion(s: Pick<PgSession, 'get'>): Promise<nu
  * already at the current version is not written to.
  *
  * @param nowMs the time recorded for each applied migration, milliseconds.
+ * @param crashHook crash points for tests, the same as SQLite's (`migrate`
+ *   in migrations.ts): `migrate:<version>:in-transaction` before the
+ *   commit, `migrate:<version>:committed` after it.
  */
-export async function migratePg(db: PgDb, nowMs: () => number, migrations: readonly Migration[] = PG_MIGRATIONS): Promise<void> {
+export async function migratePg(
+  db: PgDb,
+  nowMs: () => number,
+  migrations: readonly Migration[] = PG_MIGRATIONS,
+  crashHook: CrashHook = NO_CRASH,
+): Promise<void> {
   const known = migrations.length === 0 ? 0 : migrations[migrations.length - 1]!.version;
   const current = await db.withSession(readPgSchemaVersion);
   if (current > known) {
@@ -233,13 +242,16 @@ export async function migratePg(db: PgDb, nowMs: () => number, migrations: reado
   }
   for (const m of migrations) {
     if (m.version <= current) continue;
-    await db.transaction(async (s) => {
+    const applied = await db.transaction(async (s) => {
       // Another server may be migrating the same database: wait for it, then re-check.
       await s.run('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCKS.migrate]);
       await s.run(CREATE_MIGRATIONS_TABLE);
-      if ((await readPgSchemaVersion(s)) >= m.version) return;
+      if ((await readPgSchemaVersion(s)) >= m.version) return false;
       await s.run(m.sql);
       await s.run('INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)', [m.version, m.name, nowMs()]);
+      crashHook(`migrate:${m.version}:in-transaction`);
+      return true;
     });
+    if (applied) crashHook(`migrate:${m.version}:committed`);
   }
 }

@@ -7,6 +7,7 @@
  */
 import { realClock, type Clock } from '../../spiffe/clock.js';
 import type { ChainedAuditRecord } from '../audit/audit-hash.js';
+import type { CrashHook } from '../crash-hook.js';
 import type { ReadChainOptions } from '../audit/sqlite-audit-chain.js';
 import { appendChainedAuditPg, backfillAuditChainPg, readAuditChainPg } from './postgres-audit-chain.js';
 import { PgDb, redactUrl, toStoreErrorPg, type PgDbOptions, type PgParams } from './postgres-db.js';
@@ -45,6 +46,8 @@ import {
 export interface PostgresStoreOptions extends PgDbOptions {
   /** Only used to timestamp applied migrations. */
   clock?: Clock;
+  /** Crash points for tests in the schema migrations (see `migratePg`). */
+  crashHook?: CrashHook;
 }
 
 /** True for the URLs `openPostgresStore` takes (`postgres://` or `postgresql://`). */
@@ -62,7 +65,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
   const db = await PgDb.open(url, options);
   try {
     const clock = options.clock ?? realClock;
-    await migratePg(db, () => clock.now().getTime());
+    await migratePg(db, () => clock.now().getTime(), undefined, options.crashHook);
     await backfillAuditChainPg(db);
   } catch (err) {
     await db.close().catch(() => undefined);

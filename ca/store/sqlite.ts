@@ -4,6 +4,7 @@
  */
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { realClock, type Clock } from '../../spiffe/clock.js';
+import type { CrashHook } from '../crash-hook.js';
 import { Db, toStoreError, type Session } from './db.js';
 import { migrate } from './migrations.js';
 import { appendChainedAudit, backfillAuditChain } from '../audit/sqlite-audit-chain.js';
@@ -58,6 +59,8 @@ export interface SqliteStoreOptions {
    * through this store are seen at once either way. Default 1000.
    */
   readCacheMs?: number;
+  /** Crash points for tests in the schema migrations (see `migrate`). */
+  crashHook?: CrashHook;
 }
 
 /**
@@ -80,7 +83,7 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
       await s.exec('PRAGMA foreign_keys = ON');
     });
     const clock = options.clock ?? realClock;
-    await migrate(db, () => clock.now().getTime());
+    await migrate(db, () => clock.now().getTime(), undefined, options.crashHook);
     await backfillAuditChain(db);
   } catch (err) {
     await db.close().catch(() => undefined);
