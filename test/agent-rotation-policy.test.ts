@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { rotationPoint } from '../agent/svid/rotation.js';
-import { backoffDelayMs, retryDelayMs, MIN_RETRY_MS } from '../agent/sync/backoff.js';
+import { backoffDelayMs, pollDelayMs, retryDelayMs, MIN_RETRY_MS } from '../agent/sync/backoff.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00Z');
 const policy = { fraction: 0.5, jitter: 0.1 };
@@ -46,5 +46,17 @@ describe('retry delays', () => {
     expect(retryDelayMs(20, p, now, now + 100, () => 1)).toBe(MIN_RETRY_MS);
     expect(retryDelayMs(20, p, now, null, () => 1)).toBe(30_000);
     expect(retryDelayMs(2, p, now, now + 3_600_000, () => 1)).toBe(2000);
+    // Near the deadline, between a quarter and half of the time left.
+    expect(retryDelayMs(20, p, now, now + 10_000, () => 0)).toBe(2500);
+    expect(retryDelayMs(20, p, now, now + 10_000, () => 0.5)).toBe(3750);
+  });
+
+  it('poll between 80% and 100% of the sync interval, never later', () => {
+    expect(pollDelayMs(5000, () => 0)).toBe(4000);
+    expect(pollDelayMs(5000, () => 1)).toBe(5000);
+    expect(pollDelayMs(5000, () => 0.5)).toBe(4500);
+    // Agents woken together drift apart: 100 random delays are not all in one 100 ms slot.
+    const slots = new Set(Array.from({ length: 100 }, () => Math.floor(pollDelayMs(5000) / 100)));
+    expect(slots.size).toBeGreaterThan(3);
   });
 });

@@ -41,5 +41,17 @@ export function retryDelayMs(
 ): number {
   const delay = backoffDelayMs(failures, policy, random);
   if (deadlineMs === null || deadlineMs <= nowMs) return delay;
-  return Math.min(delay, Math.max(MIN_RETRY_MS, (deadlineMs - nowMs) / 2));
+  // Between a quarter and half of the time left: agents whose SVIDs expire together do not retry together.
+  const halfway = (deadlineMs - nowMs) / 2;
+  return Math.min(delay, Math.max(MIN_RETRY_MS, halfway / 2 + random() * (halfway / 2)));
+}
+
+/**
+ * The wait between two successful polls: between 80% and 100% of the sync
+ * interval, so that agents woken together (by one pushed change, or a CA
+ * that came back) drift apart instead of polling in the same second forever,
+ * and a change still reaches every agent within one interval.
+ */
+export function pollDelayMs(intervalMs: number, random: () => number = Math.random): number {
+  return intervalMs * (0.8 + 0.2 * random());
 }

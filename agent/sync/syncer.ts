@@ -16,7 +16,7 @@ import { isNodeApiError } from '../node/errors.js';
 import type { Mutex } from '../node/mutex.js';
 import type { NodeApi } from '../node/node-api.js';
 import type { AgentIdentity } from '../svid/agent-identity.js';
-import { retryDelayMs, type BackoffPolicy } from './backoff.js';
+import { pollDelayMs, retryDelayMs, type BackoffPolicy } from './backoff.js';
 import { honourRetryHint } from './retry-hint.js';
 import { mintSvids, type MintFailure } from './mint-svids.js';
 
@@ -70,6 +70,8 @@ export class Syncer {
   #version = '';
   /** When the whole state was last fetched (clock ms). */
   #fullAtMs = 0;
+  /** The bundle, SSH data and authority status of the last whole state. */
+  #last: { bundle: Bundle; ssh: AgentSSH | undefined; authorities: AuthorityStatus | undefined } | undefined;
   /** A wake-up arrived while no wait was in progress. */
   #woken = false;
 
@@ -88,12 +90,16 @@ export class Syncer {
       this.#version = '';
       let changes = { added: 0, removed: 0, updated: 0 };
       if (!fetched.unchanged) {
-        this.#o.onBundle(fetched.bundle);
-        this.#o.onSsh?.(fetched.ssh);
-        this.#o.onAuthorities?.(fetched.authorities);
+        this.#last = { bundle: fetched.bundle, ssh: fetched.ssh, authorities: fetched.authorities };
         changes = cache.setEntries(fetched.entries);
         this.#fullAtMs = nowMs;
       }
+      // The hooks see the state on every sync, changed or not: they also check the node
+      // itself (the SSH host key may have changed on disk).
+      const last = this.#last!;
+      this.#o.onBundle(last.bundle);
+      this.#o.onSsh?.(last.ssh);
+      this.#o.onAuthorities?.(last.authorities);
       const entries = cache.entries();
       const due = cache.due(clock.now());
       const outcome = await mintSvids(due, {
@@ -140,7 +146,7 @@ export class Syncer {
         failures = 0;
         const now = clock.now();
         const rotation = cache.nextRotation(now);
-        delay = Math.min(this.#o.intervalMs, rotation ? rotation.getTime() - now.getTime() : Infinity);
+        delay = Math.min(pollDelayMs(this.#o.intervalMs, this.#o.random), rotation ? rotation.getTime() - now.getTime() : Infinity);
       } catch (e) {
         if (!isNodeApiError(e)) throw e;
         failures++;
