@@ -10,8 +10,21 @@ import type { Db, Session } from '../store/db.js';
 import { appendChainedAudit } from '../audit/sqlite-audit-chain.js';
 import { StoreError, type AuditRecord, type AuthorityKind, type AuthorityState } from '../store/store.js';
 import type { CrossCert, LifecycleAuthority, LifecycleSnapshot } from './model.js';
+import {
+  BUNDLE_SEQUENCE_KEY,
+  SELECT_AUTHORITIES,
+  SELECT_CROSS_CERTS,
+  SELECT_JOURNAL,
+  authorityFromRow,
+  crossCertFromRow,
+  journalFromRow,
+  parseBundleSequence,
+  parseHoldings,
+  type AuthorityRow,
+  type CrossCertRow,
+  type JournalRow,
+} from './lifecycle-rows.js';
 
-const BUNDLE_SEQUENCE_KEY = 'bundle_sequence';
 
 /** Put as `trustedSinceSeq` of an inserted authority: the sequence this commit's bump produces. */
 export const NEXT_SEQUENCE = -1;
@@ -76,71 +89,8 @@ export interface AgentStatus {
   reportedAt: number;
 }
 
-interface AuthorityRow {
-  id: string;
-  kind: AuthorityKind;
-  state: AuthorityState;
-  public_der: Buffer;
-  parent_id: string | null;
-  key_ref: string;
-  not_before: number;
-  not_after: number;
-  created_at: number;
-  trusted_since_seq: number | null;
-  retired_at: number | null;
-  trust_until: number | null;
-  untrusted_at: number | null;
-}
-
-interface JournalRow {
-  seq: number;
-  started_ms: number;
-  finished_ms: number | null;
-  kind: AuthorityKind;
-  action: string;
-  authority_id: string | null;
-  caller: string;
-  status: JournalStatus;
-  plan: string;
-  detail: string | null;
-}
-
-const SELECT_JOURNAL = 'SELECT seq, started_ms, finished_ms, kind, action, authority_id, caller, status, plan, detail FROM authority_journal';
-
-function journalFromRow(r: JournalRow): JournalEntry {
-  let plan: TransitionPlan;
-  try {
-    plan = JSON.parse(r.plan) as TransitionPlan;
-  } catch (e) {
-    throw new StoreError('CORRUPT', `authority journal entry ${r.seq} has a malformed plan`, { cause: e });
-  }
-  return {
-    seq: r.seq,
-    startedMs: r.started_ms,
-    finishedMs: r.finished_ms,
-    kind: r.kind,
-    action: r.action,
-    authorityId: r.authority_id,
-    caller: r.caller,
-    status: r.status,
-    plan,
-    detail: r.detail,
-  };
-}
-
-function parseHoldings(text: string, agentId: string): Record<string, number> {
-  try {
-    return JSON.parse(text) as Record<string, number>;
-  } catch (e) {
-    throw new StoreError('CORRUPT', `agent status of ${agentId} is malformed`, { cause: e });
-  }
-}
-
 async function readSequence(s: Session): Promise<number> {
-  const row = await s.get<{ value: string }>('SELECT value FROM meta WHERE key = ?', [BUNDLE_SEQUENCE_KEY]);
-  const n = Number(row?.value ?? '0');
-  if (!Number.isSafeInteger(n) || n < 0) throw new StoreError('CORRUPT', `meta ${BUNDLE_SEQUENCE_KEY} is not a sequence number`);
-  return n;
+  return parseBundleSequence((await s.get<{ value: string }>('SELECT value FROM meta WHERE key = ?', [BUNDLE_SEQUENCE_KEY]))?.value);
 }
 
 /** The life cycle's tables on the CA's SQLite connection. */
@@ -149,30 +99,11 @@ export class SqliteLifecycleStore {
 
   snapshot(): Promise<LifecycleSnapshot> {
     return this.db.exclusive(async (s) => {
-      const rows = await s.all<AuthorityRow>(
-        `SELECT id, kind, state, public_der, parent_id, key_ref, not_before, not_after, created_at,
-           trusted_since_seq, retired_at, trust_until, untrusted_at FROM authorities ORDER BY not_before, rowid`,
-      );
-      const cross = await s.all<{ subject_id: string; issuer_id: string; der: Buffer; not_after: number; created_at: number }>(
-        'SELECT subject_id, issuer_id, der, not_after, created_at FROM authority_cross_certs ORDER BY created_at, issuer_id',
-      );
+      const rows = await s.all<AuthorityRow>(`${SELECT_AUTHORITIES} ORDER BY not_before, rowid`);
+      const cross = await s.all<CrossCertRow>(SELECT_CROSS_CERTS);
       return {
-        authorities: rows.map((r) => ({
-          id: r.id,
-          kind: r.kind,
-          state: r.state,
-          publicDer: Buffer.from(r.public_der),
-          parentId: r.parent_id,
-          keyRef: r.key_ref,
-          notBefore: r.not_before,
-          notAfter: r.not_after,
-          createdAt: r.created_at,
-          trustedSinceSeq: r.trusted_since_seq,
-          retiredAt: r.retired_at,
-          trustUntil: r.trust_until,
-          untrustedAt: r.untrusted_at,
-        })),
-        crossCerts: cross.map((c) => ({ subjectId: c.subject_id, issuerId: c.issuer_id, der: Buffer.from(c.der), notAfter: c.not_after, createdAt: c.created_at })),
+        authorities: rows.map(authorityFromRow),
+        crossCerts: cross.map(crossCertFromRow),
         bundleSequence: await readSequence(s),
       };
     });

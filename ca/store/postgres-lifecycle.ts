@@ -11,15 +11,27 @@
  * transitions from different servers never interleave, and a pending entry
  * seen while holding the lock was left by a server that died.
  */
-import type { AgentStatus, JournalEntry, JournalStatus, NewJournalEntry, SqliteLifecycleStore, TransitionCommit, TransitionPlan, AuthorityUpdate } from '../rotation/lifecycle-store.js';
+import type { AgentStatus, JournalEntry, NewJournalEntry, SqliteLifecycleStore, TransitionCommit, AuthorityUpdate } from '../rotation/lifecycle-store.js';
 import { NEXT_SEQUENCE } from '../rotation/lifecycle-store.js';
+import {
+  BUNDLE_SEQUENCE_KEY,
+  SELECT_AUTHORITIES,
+  SELECT_CROSS_CERTS,
+  SELECT_JOURNAL,
+  authorityFromRow,
+  crossCertFromRow,
+  journalFromRow,
+  parseBundleSequence,
+  parseHoldings,
+  type AuthorityRow,
+  type CrossCertRow,
+  type JournalRow,
+} from '../rotation/lifecycle-rows.js';
 import type { LifecycleSnapshot } from '../rotation/model.js';
 import { appendChainedAuditPg } from './postgres-audit-chain.js';
 import type { PgDb, PgSession } from './postgres-db.js';
 import { LOCKS, LOCK_CLASS } from './postgres-locks.js';
-import { StoreError, type AuditRecord, type AuthorityKind, type AuthorityState } from './store.js';
-
-const BUNDLE_SEQUENCE_KEY = 'bundle_sequence';
+import { StoreError, type AuditRecord, type AuthorityKind } from './store.js';
 
 /** The channel on which servers announce changes to each other (payload: see ca/ha/cluster-changes.ts). */
 export const CHANGES_CHANNEL = 'brevis_changes';
@@ -27,71 +39,8 @@ export const CHANGES_CHANNEL = 'brevis_changes';
 /** The life cycle storage operations, whichever database holds them. */
 export type LifecycleStorage = Pick<SqliteLifecycleStore, keyof SqliteLifecycleStore>;
 
-interface AuthorityRow {
-  id: string;
-  kind: AuthorityKind;
-  state: AuthorityState;
-  public_der: Buffer;
-  parent_id: string | null;
-  key_ref: string;
-  not_before: number;
-  not_after: number;
-  created_at: number;
-  trusted_since_seq: number | null;
-  retired_at: number | null;
-  trust_until: number | null;
-  untrusted_at: number | null;
-}
-
-interface JournalRow {
-  seq: number;
-  started_ms: number;
-  finished_ms: number | null;
-  kind: AuthorityKind;
-  action: string;
-  authority_id: string | null;
-  caller: string;
-  status: JournalStatus;
-  plan: string;
-  detail: string | null;
-}
-
-const SELECT_JOURNAL = 'SELECT seq, started_ms, finished_ms, kind, action, authority_id, caller, status, plan, detail FROM authority_journal';
-
-function journalFromRow(r: JournalRow): JournalEntry {
-  let plan: TransitionPlan;
-  try {
-    plan = JSON.parse(r.plan) as TransitionPlan;
-  } catch (e) {
-    throw new StoreError('CORRUPT', `authority journal entry ${r.seq} has a malformed plan`, { cause: e });
-  }
-  return {
-    seq: r.seq,
-    startedMs: r.started_ms,
-    finishedMs: r.finished_ms,
-    kind: r.kind,
-    action: r.action,
-    authorityId: r.authority_id,
-    caller: r.caller,
-    status: r.status,
-    plan,
-    detail: r.detail,
-  };
-}
-
-function parseHoldings(text: string, agentId: string): Record<string, number> {
-  try {
-    return JSON.parse(text) as Record<string, number>;
-  } catch (e) {
-    throw new StoreError('CORRUPT', `agent status of ${agentId} is malformed`, { cause: e });
-  }
-}
-
 async function readSequence(s: Pick<PgSession, 'get'>): Promise<number> {
-  const row = await s.get<{ value: string }>('SELECT value FROM meta WHERE key = $1', [BUNDLE_SEQUENCE_KEY]);
-  const n = Number(row?.value ?? '0');
-  if (!Number.isSafeInteger(n) || n < 0) throw new StoreError('CORRUPT', `meta ${BUNDLE_SEQUENCE_KEY} is not a sequence number`);
-  return n;
+  return parseBundleSequence((await s.get<{ value: string }>('SELECT value FROM meta WHERE key = $1', [BUNDLE_SEQUENCE_KEY]))?.value);
 }
 
 async function announce(s: PgSession): Promise<void> {
@@ -109,31 +58,12 @@ export class PostgresLifecycleStore implements LifecycleStorage {
     return this.db.withSession(async (s) => {
       await s.run('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       try {
-        const rows = await s.all<AuthorityRow>(
-          `SELECT id, kind, state, public_der, parent_id, key_ref, not_before, not_after, created_at,
-             trusted_since_seq, retired_at, trust_until, untrusted_at FROM authorities ORDER BY not_before, pos`,
-        );
-        const cross = await s.all<{ subject_id: string; issuer_id: string; der: Buffer; not_after: number; created_at: number }>(
-          'SELECT subject_id, issuer_id, der, not_after, created_at FROM authority_cross_certs ORDER BY created_at, issuer_id',
-        );
+        const rows = await s.all<AuthorityRow>(`${SELECT_AUTHORITIES} ORDER BY not_before, pos`);
+        const cross = await s.all<CrossCertRow>(SELECT_CROSS_CERTS);
         const bundleSequence = await readSequence(s);
         return {
-          authorities: rows.map((r) => ({
-            id: r.id,
-            kind: r.kind,
-            state: r.state,
-            publicDer: Buffer.from(r.public_der),
-            parentId: r.parent_id,
-            keyRef: r.key_ref,
-            notBefore: r.not_before,
-            notAfter: r.not_after,
-            createdAt: r.created_at,
-            trustedSinceSeq: r.trusted_since_seq,
-            retiredAt: r.retired_at,
-            trustUntil: r.trust_until,
-            untrustedAt: r.untrusted_at,
-          })),
-          crossCerts: cross.map((c) => ({ subjectId: c.subject_id, issuerId: c.issuer_id, der: Buffer.from(c.der), notAfter: c.not_after, createdAt: c.created_at })),
+          authorities: rows.map(authorityFromRow),
+          crossCerts: cross.map(crossCertFromRow),
           bundleSequence,
         };
       } finally {
