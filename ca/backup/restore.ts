@@ -10,7 +10,7 @@ import { constants as fsConstants, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { CaError } from '../errors.js';
 import { GENERATED_KEK_FILE } from '../keys/kek.js';
-import type { KekSource } from '../keys/keystore.js';
+import { syncDir, type KekSource } from '../keys/keystore.js';
 import { openBackup, type BackupManifest } from './backup-file.js';
 
 export interface RestoreResult {
@@ -62,14 +62,5 @@ async function writePrivate(file: string, data: Buffer): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const d = await fsp.open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
   }
 }

@@ -14,7 +14,7 @@ import { constants as fsConstants, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { CaError } from '../errors.js';
 import { resolveKek, type KekSetting, type ResolvedKek } from './kek.js';
-import { KeyStore } from './keystore.js';
+import { KeyStore, syncDir } from './keystore.js';
 
 /** Magic of an encrypted key file (ca/keys/keystore.ts). */
 const ENCRYPTED_MAGIC = Buffer.from('BRVSKEY', 'ascii');
@@ -100,15 +100,6 @@ async function readHead(file: string, n: number): Promise<Buffer> {
     return buf.subarray(0, bytesRead);
   } finally {
     await fh.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const d = await fsp.open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
   }
 }
 

@@ -279,7 +279,8 @@ function fromPem(contents: Buffer, ref: string): Buffer {
   return Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64');
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** fsyncs a directory, so that a file created or renamed in it survives a power cut. */
+export async function syncDir(dir: string): Promise<void> {
   const d = await open(dir, 'r');
   try {
     await d.sync();
