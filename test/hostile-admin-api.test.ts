@@ -40,6 +40,7 @@ import {
   invalidUserPrincipal,
   isUsefulMessage,
   nastyString,
+  throws,
 } from './support/hostile-inputs.js';
 import { rawUnary, statusName, type Outcome } from './support/raw-grpc.js';
 import { createEntry, sshKeyLine } from './support/ssh-harness.js';
@@ -256,12 +257,3 @@ describe('admin API under hostile input', () => {
     console.log(`admin API: ${tally.total} hostile cases, no stored change`);
   });
 });
-
-function throws(fn: () => unknown): boolean {
-  try {
-    fn();
-    return false;
-  } catch {
-    return true;
-  }
-}

@@ -30,7 +30,7 @@ import { ReportAgentStatusRequest } from '../proto/gen/brevis/ca/v1/push.js';
 import { attestAgent, call, nodeClient, startTestCa, TD, type TestAgent, type TestCa } from './support/ca-harness.js';
 import { buildCsrCorpus, type CsrCorpus } from './support/csr-forge.js';
 import { FuzzTally } from './support/fuzz-tally.js';
-import { hostileCsr, hostileSshKeys, invalidHostPrincipal, isUsefulMessage, nastyString } from './support/hostile-inputs.js';
+import { hostileCsr, hostileSshKeys, invalidHostPrincipal, isUsefulMessage, nastyString, throws } from './support/hostile-inputs.js';
 import { rawBidi, rawServerStream, rawUnary, statusName, type Outcome } from './support/raw-grpc.js';
 import { attestWithHosts, createEntry, sshKeyLine, sshOf, type Agent } from './support/ssh-harness.js';
 import { expectUnchanged, snapshotStore, type StoreSnapshot } from './support/store-snapshot.js';
@@ -302,12 +302,3 @@ describe('node API under hostile input', () => {
     console.log(`node API: ${tally.total} hostile cases, ${failures} failure audit records, no stored change`);
   });
 });
-
-function throws(fn: () => unknown): boolean {
-  try {
-    fn();
-    return false;
-  } catch {
-    return true;
-  }
-}

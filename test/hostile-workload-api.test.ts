@@ -18,7 +18,7 @@ import { JWTSVIDRequest, SpiffeWorkloadAPIService, ValidateJWTSVIDRequest, X509S
 import { agentConfig, createJoinToken, tempDir, testLogger, waitFor } from './support/agent-harness.js';
 import { startTestCa, TD, type TestCa } from './support/ca-harness.js';
 import { FuzzTally } from './support/fuzz-tally.js';
-import { hostileSshKeys, invalidSpiffeId, isUsefulMessage, nastyString } from './support/hostile-inputs.js';
+import { hostileSshKeys, invalidSpiffeId, isUsefulMessage, nastyString, throws } from './support/hostile-inputs.js';
 import { header, rawServerStream, rawUnary, statusName, type Outcome } from './support/raw-grpc.js';
 import { createEntry, sshOf } from './support/ssh-harness.js';
 import { expectUnchanged, snapshotStore, type StoreSnapshot } from './support/store-snapshot.js';
@@ -202,12 +202,3 @@ describe('Workload API socket under hostile input', () => {
     console.log(`Workload API socket: ${tally.total} hostile cases, the agent kept serving, no stored change`);
   });
 });
-
-function throws(fn: () => unknown): boolean {
-  try {
-    fn();
-    return false;
-  } catch {
-    return true;
-  }
-}

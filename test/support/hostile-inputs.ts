@@ -210,3 +210,13 @@ export function isUsefulMessage(details: string): boolean {
   // eslint-disable-next-line no-control-regex
   return details.length >= 8 && details.length <= 1024 && !/internal error/i.test(details) && !/[\u0000-\u001f\u007f]/.test(details);
 }
+
+/** Whether `fn` throws (for checking a generated input is really invalid). */
+export function throws(fn: () => unknown): boolean {
+  try {
+    fn();
+    return false;
+  } catch {
+    return true;
+  }
+}
