@@ -17,7 +17,6 @@
  * Killed servers are restarted, as an operator would. Not one handshake
  * may fail, and the audit chain stays one intact chain.
  */
-import * as tls from 'node:tls';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -31,6 +30,7 @@ import { openPostgresStore } from '../ca/store/postgres.js';
 import { Entry } from '../proto/gen/brevis/ca/v1/types.js';
 import { authorizeId } from '../spiffe/authorize.js';
 import { createMtlsServer, tlsClientOptions } from '../spiffe/mtls.js';
+import { handshakeOnce } from './support/tls-probe.js';
 import { certsToPem } from '../spiffe/pem.js';
 import { X509Source, pickSvidById } from '../spiffe/x509-source.js';
 import { call } from './support/ca-harness.js';
@@ -119,22 +119,7 @@ describe('HA: three CA servers on PostgreSQL, SIGKILLed one at a time', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     closers.push(() => new Promise<void>((r) => server.close(() => r())));
     const port = (server.address() as AddressInfo).port;
-    const handshake = () =>
-      new Promise<void>((resolve, reject) => {
-        const socket = tls.connect({ ...tlsClientOptions(clientSource, authorizeId(SERVER)), host: '127.0.0.1', port, servername: TD });
-        let data = '';
-        const timer = setTimeout(() => socket.destroy(new Error('handshake timed out')), 5_000);
-        socket.on('data', (d) => (data += d));
-        socket.on('end', () => {
-          clearTimeout(timer);
-          if (data === 'ok') resolve();
-          else reject(new Error(`server closed without answering (got '${data}')`));
-        });
-        socket.on('error', (e) => {
-          clearTimeout(timer);
-          reject(e);
-        });
-      });
+    const handshake = () => handshakeOnce(tlsClientOptions(clientSource, authorizeId(SERVER)), port, TD);
     let ok = 0;
     const failures: string[] = [];
     const serials = new Set<string>();

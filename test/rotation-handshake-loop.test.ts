@@ -12,7 +12,6 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
-import * as tls from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startAgent, type RunningAgent } from '../agent/agent.js';
 import { chainAuthorityIds } from '../agent/push/chain-ids.js';
@@ -20,6 +19,7 @@ import { acknowledgements, outstanding } from '../ca/rotation/fleet.js';
 import { activeOf } from '../ca/rotation/model.js';
 import { authorizeId } from '../spiffe/authorize.js';
 import { createMtlsServer, tlsClientOptions } from '../spiffe/mtls.js';
+import { handshakeOnce } from './support/tls-probe.js';
 import { X509Source, pickSvidById } from '../spiffe/x509-source.js';
 import { startTestCa, type TestCa } from './support/ca-harness.js';
 import { agentConfig, createEntry, createJoinToken, tempDir, testLogger, waitFor } from './support/agent-harness.js';
@@ -121,22 +121,7 @@ describe('rotation under load', () => {
     closers.push(() => new Promise<void>((r) => server.close(() => r())));
     const port = (server.address() as AddressInfo).port;
 
-    const handshake = () =>
-      new Promise<void>((resolve, reject) => {
-        const socket = tls.connect({ ...tlsClientOptions(clientSource, authorizeId(SERVER)), host: '127.0.0.1', port, servername: 'example.org' });
-        let data = '';
-        const timer = setTimeout(() => socket.destroy(new Error('handshake timed out')), 5_000);
-        socket.on('data', (d) => (data += d));
-        socket.on('end', () => {
-          clearTimeout(timer);
-          if (data === 'ok') resolve();
-          else reject(new Error(`server closed without answering (got '${data}')`));
-        });
-        socket.on('error', (e) => {
-          clearTimeout(timer);
-          reject(e);
-        });
-      });
+    const handshake = () => handshakeOnce(tlsClientOptions(clientSource, authorizeId(SERVER)), port, 'example.org');
 
     // The openssl pair reads the files `brevis-agent api watch` keeps current (the caller's default SVID).
     requireBuilt();
