@@ -10,6 +10,7 @@ import { parentPort } from 'node:worker_threads';
 import { CaError } from '../errors.js';
 import { KEY_ALGORITHMS, type KeyType } from '../keys/keytype.js';
 import { parseCsr } from '../x509/csr.js';
+import { keyFamilyOf } from '../x509/leaf.js';
 import { issueCheckedSvid } from './checked-leaf.js';
 import { WORKER_KEYS, pack, type MintFailure, type MintJob, type MintJobResult } from './mint-job.js';
 
@@ -52,7 +53,7 @@ async function run(job: MintJob): Promise<{ result: MintJobResult; transfer: Arr
       const leaf = await issueCheckedSvid({
         spiffeId: item.spiffeId,
         dnsNames: item.dnsNames,
-        subjectPublicKey: parsed.publicKey,
+        subjectKeyFamily: keyFamilyOf(parsed.keyType),
         subjectSpkiDer: parsed.spkiDer,
         issuer: { certDer: issuer.certDer, signer: issuer.signer, notAfter: new Date(job.issuer.notAfterMs), skiHex: job.issuer.skiHex },
         ttlSeconds: item.ttlSeconds,

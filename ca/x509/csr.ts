@@ -11,19 +11,32 @@ import {
   readerOf,
 } from './der.js';
 import type { Tlv } from './der.js';
-import { publicKeyFromSpki } from './spki.js';
+import { fixedSpkiEcPoint, publicKeyFromSpki } from './spki.js';
+import { InvalidEcPointError, nativeEcdsaAvailable, verifyEcdsa, type EcdsaCurve, type EcdsaDigest } from '../native/ecdsa.js';
 import { cryptoGate } from './thread-pool-gate.js';
 
 /** Subject key types accepted in a CSR. */
 export type CsrKeyType = 'ec-p256' | 'ec-p384' | 'ed25519' | 'rsa';
 
 export interface ParsedCsr {
-  /** The subject public key: the only thing callers use. */
-  publicKey: KeyObject;
+  /**
+   * The subject public key. For P-256 and P-384 keys whose signature the
+   * ecdsa addon verified, it is imported on first read: callers that need
+   * only the DER (the mint workers) never pay for the import.
+   */
+  readonly publicKey: KeyObject;
   spkiDer: Buffer;
   keyType: CsrKeyType;
   /** Modulus length, for RSA keys. */
   rsaBits?: number;
+}
+
+export interface CsrParseOptions {
+  /**
+   * false: verify EC signatures with node:crypto even when the ecdsa addon
+   * is loaded (tests compare the two paths). Default: the addon when loaded.
+   */
+  nativeEcdsa?: boolean;
 }
 
 /** Larger CSRs are refused before parsing (a 4096-bit RSA CSR is about 1.7 KiB). */
@@ -78,15 +91,33 @@ const SIGNATURE_ALGORITHMS: Readonly<Record<string, { family: 'ec' | 'ed25519' |
  * Throws CaError('CSR_INVALID') for a malformed, oversize or badly signed
  * CSR and CaError('UNSUPPORTED_KEY') for any other key type.
  */
-export function parseCsr(der: Uint8Array): ParsedCsr {
-  const c = prepareCsr(der);
+export function parseCsr(der: Uint8Array, opts: CsrParseOptions = {}): ParsedCsr {
+  const c = prepareCsr(der, opts);
+  const fast = verifyNative(c);
+  if (fast !== undefined) return verified(c, fast);
   let ok: boolean;
   try {
-    ok = verify(c.digest, c.info, c.verifyKey, c.signature);
+    ok = verify(c.digest, c.info, c.verifyKey(), c.signature);
   } catch (cause) {
     throw malformedSignature(cause);
   }
   return verified(c, ok);
+}
+
+/**
+ * The signature check of an EC CSR through the ecdsa addon (no key import:
+ * ca/native/ecdsa.ts), or undefined when it does not apply (another key
+ * type, a key not in the fixed form, or no addon). Accepts and refuses what
+ * node:crypto does, with the same errors (test/csr-native-verify.test.ts).
+ */
+function verifyNative(c: PreparedCsr): boolean | undefined {
+  if (!c.ecPoint || !c.digest) return undefined;
+  try {
+    return verifyEcdsa(c.ecPoint.curve, c.digest as EcdsaDigest, c.ecPoint.point, c.info, c.signature);
+  } catch (cause) {
+    if (cause instanceof InvalidEcPointError) throw new CaError('CSR_INVALID', 'CSR public key is malformed', { cause });
+    throw malformedSignature(cause);
+  }
 }
 
 /**
@@ -95,13 +126,17 @@ export function parseCsr(der: Uint8Array): ParsedCsr {
  * the event loop goes on. Accepts and refuses exactly what parseCsr does,
  * with the same errors.
  */
-export async function parseCsrAsync(der: Uint8Array): Promise<ParsedCsr> {
-  const c = prepareCsr(der);
+export async function parseCsrAsync(der: Uint8Array, opts: CsrParseOptions = {}): Promise<ParsedCsr> {
+  const c = prepareCsr(der, opts);
+  // Through the addon the whole check costs what the key import alone costs here, without a trip to the pool.
+  const fast = verifyNative(c);
+  if (fast !== undefined) return verified(c, fast);
+  const verifyKey = c.verifyKey();
   const ok = await cryptoGate.run(
     () =>
       new Promise<boolean>((resolve, reject) => {
         try {
-          verify(c.digest, c.info, c.verifyKey, c.signature, (err, result) => (err ? reject(malformedSignature(err)) : resolve(result)));
+          verify(c.digest, c.info, verifyKey, c.signature, (err, result) => (err ? reject(malformedSignature(err)) : resolve(result)));
         } catch (cause) {
           reject(malformedSignature(cause));
         }
@@ -115,11 +150,14 @@ interface PreparedCsr {
   info: Buffer;
   signature: Buffer;
   digest: string | null;
-  verifyKey: KeyObject | { key: KeyObject; padding: number; saltLength: number };
+  /** The key for node:crypto's verify (importing it if it was not yet). */
+  verifyKey(): KeyObject | { key: KeyObject; padding: number; saltLength: number };
+  /** The uncompressed point of a fixed-form EC key, for the addon. */
+  ecPoint?: { curve: EcdsaCurve; point: Uint8Array };
 }
 
 /** Everything but the signature check: size, structure, key type, signature algorithm. */
-function prepareCsr(der: Uint8Array): PreparedCsr {
+function prepareCsr(der: Uint8Array, opts: CsrParseOptions): PreparedCsr {
   if (der.length > MAX_CSR_BYTES) {
     throw new CaError('CSR_INVALID', `CSR is ${der.length} bytes, more than the ${MAX_CSR_BYTES} allowed`);
   }
@@ -130,17 +168,18 @@ function prepareCsr(der: Uint8Array): PreparedCsr {
     if (e instanceof DerError) throw new CaError('CSR_INVALID', `CSR is malformed: ${e.message}`, { cause: e });
     throw e;
   }
-  const key = subjectKey(parts.spki);
+  const { key, ecPoint } = subjectKey(parts.spki, opts.nativeEcdsa !== false && nativeEcdsaAvailable());
   const signature = signatureCheck(parts.signatureAlgorithm, key.keyType);
   return {
     key,
     info: parts.info,
     signature: parts.signature,
     digest: signature.digest,
-    verifyKey:
+    verifyKey: () =>
       signature.pssSaltLength === undefined
         ? key.publicKey
         : { key: key.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: signature.pssSaltLength },
+    ...(ecPoint ? { ecPoint } : {}),
   };
 }
 
@@ -172,7 +211,7 @@ function splitCsr(der: Uint8Array): { info: Buffer; spki: Tlv; signatureAlgorith
   return { info: info.raw, spki, signatureAlgorithm, signature };
 }
 
-function subjectKey(spki: Tlv): ParsedCsr {
+function subjectKey(spki: Tlv, native: boolean): { key: ParsedCsr; ecPoint?: { curve: EcdsaCurve; point: Uint8Array } } {
   const r = new DerReader(spki.content);
   let algOid: string;
   let curveOid: string | undefined;
@@ -198,13 +237,11 @@ function subjectKey(spki: Tlv): ParsedCsr {
   }
 
   const spkiDer = Buffer.from(spki.raw);
-  let publicKey: KeyObject;
-  try {
-    publicKey = publicKeyFromSpki(spkiDer);
-  } catch (cause) {
-    throw new CaError('CSR_INVALID', 'CSR public key is malformed', { cause });
-  }
-  if (keyType !== 'rsa') return { publicKey, spkiDer, keyType };
+  // A fixed-form EC key is checked on the curve by the addon with the signature, and imported only if read.
+  const ecPoint = native && (keyType === 'ec-p256' || keyType === 'ec-p384') ? fixedSpkiEcPoint(spkiDer) : undefined;
+  if (ecPoint) return { key: lazyKey(spkiDer, keyType), ecPoint };
+  const publicKey = importSubjectKey(spkiDer);
+  if (keyType !== 'rsa') return { key: { publicKey, spkiDer, keyType } };
 
   const details = publicKey.asymmetricKeyDetails ?? {};
   const bits = details.modulusLength ?? 0;
@@ -216,7 +253,27 @@ function subjectKey(spki: Tlv): ParsedCsr {
   if (e <= 2n ** 16n || e >= 2n ** 256n || e % 2n === 0n) {
     throw new CaError('UNSUPPORTED_KEY', 'CSR RSA public exponent must be odd and between 2^16 and 2^256 (65537 is usual)');
   }
-  return { publicKey, spkiDer, keyType, rsaBits: bits };
+  return { key: { publicKey, spkiDer, keyType, rsaBits: bits } };
+}
+
+function importSubjectKey(spkiDer: Buffer): KeyObject {
+  try {
+    return publicKeyFromSpki(spkiDer);
+  } catch (cause) {
+    throw new CaError('CSR_INVALID', 'CSR public key is malformed', { cause });
+  }
+}
+
+/** A ParsedCsr whose KeyObject is made on first read. */
+function lazyKey(spkiDer: Buffer, keyType: CsrKeyType): ParsedCsr {
+  let publicKey: KeyObject | undefined;
+  return {
+    spkiDer,
+    keyType,
+    get publicKey() {
+      return (publicKey ??= importSubjectKey(spkiDer));
+    },
+  };
 }
 
 /** The node:crypto digest (and PSS salt length) for the CSR's signature algorithm, checked against its key. */

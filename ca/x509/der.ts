@@ -82,6 +82,20 @@ export function smallInteger(n: number): Buffer {
 
 /** An OBJECT IDENTIFIER from dotted notation. */
 export function oid(dotted: string): Buffer {
+  // The same few OIDs are encoded for every certificate: encode each once.
+  const known = OID_TLVS.get(dotted);
+  if (known) return Buffer.from(known);
+  const encoded = encodeOid(dotted);
+  if (OID_TLVS.size < OID_CACHE_SIZE) OID_TLVS.set(dotted, encoded);
+  return Buffer.from(encoded);
+}
+
+/** Encoded OIDs by dotted form, and decoded ones by content octets (latin1): bounded, since callers' input reaches both. */
+const OID_CACHE_SIZE = 256;
+const OID_TLVS = new Map<string, Buffer>();
+const OID_STRINGS = new Map<string, string>();
+
+function encodeOid(dotted: string): Buffer {
   const arcs = dotted.split('.').map(Number);
   if (arcs.length < 2 || arcs.some((a) => !Number.isSafeInteger(a) || a < 0)) throw new RangeError(`bad OID ${dotted}`);
   const body: number[] = [];
@@ -190,6 +204,15 @@ export function readerOf(t: Tlv, tag: number, what: string): DerReader {
 
 /** Decodes OBJECT IDENTIFIER content octets to dotted notation. */
 export function decodeOid(content: Buffer): string {
+  const key = content.toString('latin1');
+  const known = OID_STRINGS.get(key);
+  if (known !== undefined) return known;
+  const dotted = decodeOidUncached(content);
+  if (OID_STRINGS.size < OID_CACHE_SIZE) OID_STRINGS.set(key, dotted);
+  return dotted;
+}
+
+function decodeOidUncached(content: Buffer): string {
   if (content.length === 0) throw new DerError('empty OID');
   const arcs: number[] = [];
   let v = 0;

@@ -14,6 +14,13 @@ import {
 } from './extensions.js';
 import { KEY_USAGE, OID, keyIdentifierHex, subjectPublicKeyBitsOf } from './parse.js';
 
+export type SubjectKeyFamily = 'ec' | 'rsa' | 'ed25519';
+
+/** The family of a CSR's key type ('ec-p256' and 'ec-p384' are 'ec'). */
+export function keyFamilyOf(keyType: 'ec-p256' | 'ec-p384' | 'ed25519' | 'rsa'): SubjectKeyFamily {
+  return keyType === 'ec-p256' || keyType === 'ec-p384' ? 'ec' : keyType;
+}
+
 /** The intermediate that signs SVIDs, with the facts known when it was loaded. */
 export interface X509SvidIssuer {
   /** The issuer's certificate, DER (its subject becomes the leaf's issuer). */
@@ -30,7 +37,14 @@ export interface IssueX509SvidParams {
   /** Already validated by the caller (a workload or agent SPIFFE ID). */
   spiffeId: string;
   dnsNames: readonly string[];
-  subjectPublicKey: KeyObject;
+  /** The subject key; may be left out when `subjectSpkiDer` and `subjectKeyFamily` are given. */
+  subjectPublicKey?: KeyObject;
+  /**
+   * The subject key's family, when the caller knows it without a KeyObject
+   * (a parsed CSR's key type): with `subjectSpkiDer`, the leaf is built
+   * without importing the key (about 85 us for P-256 with OpenSSL 3).
+   */
+  subjectKeyFamily?: SubjectKeyFamily;
   /**
    * The DER SubjectPublicKeyInfo of `subjectPublicKey` when the caller has
    * it (parseCsr returns it): exporting a KeyObject costs about 150 us with
@@ -80,10 +94,13 @@ const issuerNames = new WeakMap<Uint8Array, Buffer>();
  * when the issuer has already expired.
  */
 export async function issueX509Svid(p: IssueX509SvidParams): Promise<IssuedX509Svid> {
-  const keyUsage = KEY_USAGE_BY_KEY_TYPE[p.subjectPublicKey.asymmetricKeyType ?? ''];
-  if (!keyUsage || p.subjectPublicKey.type !== 'public') {
-    throw new CaError('UNSUPPORTED_KEY', `unsupported subject key type ${p.subjectPublicKey.asymmetricKeyType}`);
+  const known = p.subjectKeyFamily !== undefined && p.subjectSpkiDer !== undefined;
+  if (!known && p.subjectPublicKey?.type !== 'public') {
+    throw new CaError('UNSUPPORTED_KEY', `the subject key must be a public key, got ${p.subjectPublicKey?.type ?? 'none'}`);
   }
+  const family = known ? p.subjectKeyFamily! : (p.subjectPublicKey!.asymmetricKeyType ?? '');
+  const keyUsage = KEY_USAGE_BY_KEY_TYPE[family];
+  if (!keyUsage) throw new CaError('UNSUPPORTED_KEY', `unsupported subject key type ${family}`);
   if (!Number.isSafeInteger(p.ttlSeconds) || p.ttlSeconds <= 0) {
     throw new CaError('INVALID_ARGUMENT', `SVID TTL must be a positive whole number of seconds, got ${p.ttlSeconds}`);
   }
@@ -95,7 +112,7 @@ export async function issueX509Svid(p: IssueX509SvidParams): Promise<IssuedX509S
     throw new CaError('FAILED_PRECONDITION', 'the signing CA certificate has expired');
   }
 
-  const spkiDer = p.subjectSpkiDer ?? p.subjectPublicKey.export({ type: 'spki', format: 'der' });
+  const spkiDer = p.subjectSpkiDer ?? p.subjectPublicKey!.export({ type: 'spki', format: 'der' });
   const ski = Buffer.from(keyIdentifierHex(subjectPublicKeyBitsOf(spkiDer)), 'hex');
   let san: Buffer;
   try {

@@ -87,6 +87,21 @@ export function fixedSpkiJwk(spkiDer: Uint8Array): JsonWebKey | undefined {
 }
 
 /**
+ * The uncompressed point (04 || x || y) and curve of a SubjectPublicKeyInfo
+ * in one of the fixed EC forms (P-256 or P-384, coordinates below the field
+ * prime), else undefined. A view into `spkiDer`, not a copy.
+ */
+export function fixedSpkiEcPoint(spkiDer: Uint8Array): { curve: 'P-256' | 'P-384'; point: Uint8Array } | undefined {
+  const f = fixedFor(spkiDer);
+  if (!f || f.kty !== 'EC') return undefined;
+  const start = f.prefix.length - 1; // the 0x04 that ends the prefix
+  const x = spkiDer.subarray(start + 1, start + 1 + f.size);
+  const y = spkiDer.subarray(start + 1 + f.size);
+  if (Buffer.compare(x, f.prime!) >= 0 || Buffer.compare(y, f.prime!) >= 0) return undefined;
+  return { curve: f.crv as 'P-256' | 'P-384', point: spkiDer.subarray(start) };
+}
+
+/**
  * `createPublicKey` of a DER SubjectPublicKeyInfo, through a JWK when the
  * encoding is one of the fixed forms. Throws what `createPublicKey` throws
  * for a key it refuses (for instance an EC point not on the curve).
