@@ -84,6 +84,8 @@ async function hasMigration(file: string, version: number): Promise<boolean> {
       return (await columns(file, 'audit')).includes('hash');
     case 4:
       return (await tables(file)).includes('authority_journal') || (await columns(file, 'authorities')).includes('trusted_since_seq');
+    case 5:
+      return (await query<{ name: string }>(file, "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name = 'audit_chain_link'")).length === 1;
     default:
       // A new migration: name what it adds here.
       throw new Error(`no marker for migration ${version}`);
@@ -246,7 +248,7 @@ describe('SIGKILL during a schema migration', () => {
     }
   }
 
-  for (const k of [1, 2, 3]) {
+  for (const k of [1, 2, 3, 4]) {
     const step = `migrate:${k + 1}:in-transaction`;
     it(`leaves a database at schema ${k} untouched when killed at ${step}, and the next start resumes`, async () => {
       const label = `k${k}-in-transaction`;

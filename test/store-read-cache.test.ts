@@ -6,7 +6,9 @@ import { AuditGroupCommit } from '../ca/store/audit-group-commit.js';
 import { ReadCache } from '../ca/store/read-cache.js';
 import { openSqliteStore, type SqliteStore } from '../ca/store/sqlite.js';
 import type { AgentRecord, AuditRecord, NewEntry } from '../ca/store/store.js';
-import { appendChainedAudit } from '../ca/audit/sqlite-audit-chain.js';
+import { MAX_ROWS_AFTER_HEAD, appendChainedAudit, appendChainedAuditAfter, readAuditChain } from '../ca/audit/sqlite-audit-chain.js';
+import { GENESIS_HASH, auditRecordHash } from '../ca/audit/audit-hash.js';
+import { verifyAuditChain } from '../ca/audit/verify-chain.js';
 
 let dir: string;
 let file: string;
@@ -168,9 +170,11 @@ describe('audit group commit', () => {
   it('writes concurrent appends in fewer transactions, in the order they were made', async () => {
     const store = await open();
     const sizes: number[] = [];
-    const commit = new AuditGroupCommit(store.db, async (s, records) => {
-      sizes.push(records.length);
-      await appendChainedAudit(s, records);
+    const commit = new AuditGroupCommit(store.db, {
+      append: (s, records) => {
+        sizes.push(records.length);
+        return appendChainedAudit(s, records);
+      },
     });
     await Promise.all(Array.from({ length: 50 }, (_, i) => commit.append([audit(2 * i), audit(2 * i + 1)])));
     expect(sizes.length).toBeLessThan(50);
@@ -200,6 +204,74 @@ describe('audit group commit', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
     expect((results[2] as PromiseRejectedResult).reason).toMatchObject({ code: 'CONFLICT' });
     expect((await store.listAudit()).map((r) => r.serial)).toEqual(['1', '2', '3', '5']);
+  });
+
+  it('writes a lone append after a known head as one statement, and a stale head falls back to a transaction', async () => {
+    const store = await open();
+    const other = await open();
+    const calls: string[] = [];
+    const commit = new AuditGroupCommit(store.db, {
+      append: (s, records) => {
+        calls.push(`append ${records.length}`);
+        return appendChainedAudit(s, records);
+      },
+      appendAfter: async (s, records, head) => {
+        try {
+          const next = await appendChainedAuditAfter(s, records, head);
+          calls.push(`after ${records.length}`);
+          return next;
+        } catch (e) {
+          calls.push(`after refused: ${(e as Error).message}`);
+          throw e;
+        }
+      },
+      maxRowsAfter: MAX_ROWS_AFTER_HEAD,
+    });
+    await commit.append([audit(1)]);
+    await commit.append([audit(2), audit(3)]);
+    // Another connection appends: the head this writer remembers is stale now.
+    await other.appendAudit([audit(4)]);
+    await commit.append([audit(5)]);
+    await commit.append([audit(6)]);
+    // More records than one statement takes: the transaction, in chunks.
+    await commit.append(Array.from({ length: MAX_ROWS_AFTER_HEAD + 1 }, (_, i) => audit(100 + i)));
+    await commit.append([audit(7)]);
+    expect(calls.slice(0, 4)).toEqual(['append 1', 'after 2', expect.stringMatching(/audit chain: a record must chain to the last record/), 'append 1']);
+    expect(calls.slice(4)).toEqual(['after 1', `append ${MAX_ROWS_AFTER_HEAD + 1}`, 'after 1']);
+    const serials = (await store.listAudit()).map((r) => r.serial);
+    expect(serials).toEqual(['1', '2', '3', '4', '5', '6', ...Array.from({ length: MAX_ROWS_AFTER_HEAD + 1 }, (_, i) => String(100 + i)), '7']);
+    const verdict = await verifyAuditChain((afterSeq, limit) => readAuditChain(store.db, { afterSeq, limit }));
+    expect(verdict).toMatchObject({ intact: true, count: serials.length });
+  });
+
+  it('keeps the chain intact when this store and another connection append concurrently', async () => {
+    const store = await open();
+    const other = await open();
+    await Promise.all(
+      Array.from({ length: 30 }, (_, i) => (i % 3 === 0 ? other : store).appendAudit([audit(i)])),
+    );
+    const verdict = await verifyAuditChain((afterSeq, limit) => readAuditChain(store.db, { afterSeq, limit }));
+    expect(verdict).toMatchObject({ intact: true, count: 30 });
+    expect((await store.listAudit()).map((r) => r.serial).sort()).toEqual(Array.from({ length: 30 }, (_, i) => String(i)).sort());
+  });
+
+  it('has the database refuse a record that does not chain to the last one, whoever writes it', async () => {
+    const store = await open();
+    await store.appendAudit([audit(1)]);
+    const [last] = await readAuditChain(store.db);
+    const insert = (prevHash: string) => {
+      const r = audit(2);
+      return store.db.exclusive((s) =>
+        s.run('INSERT INTO audit (seq, time_ms, caller, action, spiffe_id, serial, not_after, outcome, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+          2, r.timeMs, r.caller, r.action, r.spiffeId, r.serial, r.notAfter, r.outcome, r.detail, prevHash, auditRecordHash(2, r, prevHash),
+        ]),
+      );
+    };
+    await expect(insert(GENESIS_HASH)).rejects.toMatchObject({ code: 'CONFLICT', message: expect.stringMatching(/must chain to the last record/) });
+    await expect(store.db.exclusive((s) => appendChainedAuditAfter(s, [audit(2)], { seq: 1, hash: GENESIS_HASH }))).rejects.toMatchObject({ code: 'CONFLICT' });
+    expect((await store.listAudit()).map((r) => r.serial)).toEqual(['1']);
+    await insert(last!.hash);
+    expect((await store.listAudit()).map((r) => r.serial)).toEqual(['1', '2']);
   });
 
   it('finishes appends made before the store was closed, and refuses later ones', async () => {

@@ -2,9 +2,11 @@
  * peercred: read the kernel's credentials for the peer of a connected Unix socket.
  *
  * No maintained npm package reads SO_PEERCRED (sockopt reads integers only), so
- * this is the one native piece of Brevis. It exports one function:
+ * this is the agent's native piece. It exports
  *   peercred(fd) -> { pid, uid, gid, pidfd }  (pidfd is -1 when the kernel lacks SO_PEERPIDFD)
- * and pidfdAlive(pidfd) -> boolean, plus closeFd(fd).
+ * and pidfdAlive(pidfd) -> boolean, plus closeFd(fd);
+ * and, unrelated to sockets, mallocTrim() -> boolean with mallocTrimSupported
+ * (see MallocTrim below).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -16,6 +18,9 @@
 #include <errno.h>
 #include <string.h>
 #include <stdio.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
@@ -84,13 +89,50 @@ static napi_value CloseFd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * Hands the C heap's free memory back to the kernel: glibc's malloc_trim(0).
+ *
+ * Minting thousands of workload SVIDs (OpenSSL key generation, CSR signing,
+ * the certificates' parsing) allocates and frees many small native blocks on
+ * the main thread and on libuv's pool threads. glibc keeps what was freed in
+ * the arena of the thread that used it, and only returns the top of an arena
+ * to the kernel, so after a large sync tens of megabytes of freed pages stay
+ * resident. malloc_trim walks every arena and releases whole free pages
+ * (madvise), wherever they are. It costs a few milliseconds with a large
+ * heap, so the agent calls it after syncs that stored many SVIDs, never per
+ * request. Returns true when memory was released; false (and
+ * mallocTrimSupported false) with another C library, where it does nothing.
+ *
+ * No mallopt(M_ARENA_MAX) here: the addon is loaded by JavaScript, after
+ * Node's own threads (V8's platform workers) have already made their
+ * arenas, so a limit set now would not undo them. MALLOC_ARENA_MAX=2 in the
+ * agent's environment is the way to cap arenas (see README, Performance).
+ */
+static napi_value MallocTrim(napi_env env, napi_callback_info info) {
+  int released = 0;
+#ifdef __GLIBC__
+  released = malloc_trim(0);
+#endif
+  napi_value b;
+  napi_get_boolean(env, released != 0, &b);
+  return b;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
+  napi_value trim_supported;
+#ifdef __GLIBC__
+  napi_get_boolean(env, true, &trim_supported);
+#else
+  napi_get_boolean(env, false, &trim_supported);
+#endif
   napi_property_descriptor props[] = {
     { "peercred", NULL, Peercred, NULL, NULL, NULL, napi_default, NULL },
     { "pidfdAlive", NULL, PidfdAlive, NULL, NULL, NULL, napi_default, NULL },
     { "closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_default, NULL },
+    { "mallocTrim", NULL, MallocTrim, NULL, NULL, NULL, napi_default, NULL },
+    { "mallocTrimSupported", NULL, NULL, NULL, NULL, trim_supported, napi_enumerable, NULL },
   };
-  napi_define_properties(env, exports, 3, props);
+  napi_define_properties(env, exports, 5, props);
   return exports;
 }
 

@@ -26,7 +26,7 @@ import {
   x509popPayload,
   x509popSelectors,
 } from '../attest/x509pop.js';
-import { authorizedEntries } from '../authz/authorized-entries.js';
+import { authorizedEntries, authorizedEntriesById } from '../authz/authorized-entries.js';
 import { authenticateAgent } from './agent-auth.js';
 import type { CaContext, MintedSvid } from './context.js';
 import { bundleToProto, entryToProto, svidToProto } from './convert.js';
@@ -186,7 +186,7 @@ export function createNodeService(ctx: CaContext): NodeServiceServer {
       if (req.params.length > MAX_MINT_BATCH) {
         throw new CaError('INVALID_ARGUMENT', `at most ${MAX_MINT_BATCH} SVIDs per batch (got ${req.params.length})`);
       }
-      const entries = new Map((await authorizedEntries(store, ctx.trustDomain, agent, epochSeconds(now))).map((e) => [e.id, e]));
+      const entries = await authorizedEntriesById(store, ctx.trustDomain, agent, epochSeconds(now));
       // CSRs are verified and certificates built and signed by the mint workers (or
       // on libuv's pool), all of the batch at once; audit records keep the order of the request.
       const records: AuditRecord[] = new Array(req.params.length);

@@ -16,6 +16,12 @@ import type { AuditRecord } from '../store/store.js';
 /** The `prev_hash` of the first record: 32 zero bytes, hex. */
 export const GENESIS_HASH = '0'.repeat(64);
 
+/** The last record of a chain: the next record is seq + 1, chained to hash. */
+export interface ChainHead {
+  seq: number;
+  hash: string;
+}
+
 const VERSION_TAG = Buffer.from('brevis-audit-v1', 'ascii');
 
 /** An audit record as stored in the chain: its sequence number and both hashes are known. */

@@ -3,12 +3,14 @@
  * migration 3). Appends run inside the caller's write transaction (BEGIN
  * IMMEDIATE holds SQLite's write lock, and `Db` serializes this process's
  * users), so concurrent appends, even from two processes, read the true
- * previous record and chain correctly.
+ * previous record and chain correctly; or, for a writer that knows the head
+ * it wrote last, as one statement that the trigger `audit_chain_link`
+ * (migration 5) refuses if that head is stale.
  */
 import type { Db, Session } from '../store/db.js';
 import { auditFromRow, type AuditRow } from '../store/sqlite-rows.js';
 import type { AuditRecord } from '../store/store.js';
-import { GENESIS_HASH, auditRecordHash, type ChainedAuditRecord } from './audit-hash.js';
+import { GENESIS_HASH, auditRecordHash, type ChainHead, type ChainedAuditRecord } from './audit-hash.js';
 
 interface ChainRow extends AuditRow {
   prev_hash: string | null;
@@ -21,31 +23,34 @@ const INSERT_COLUMNS = 'INSERT INTO audit (seq, time_ms, caller, action, spiffe_
 const ROW_PLACEHOLDERS = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 
 /**
- * Rows per INSERT statement, largest first: n rows take about n/64 + 6
- * statements instead of n (each statement is a round trip to libuv's thread
- * pool, where it may wait behind other work), and only these seven
- * statements are ever prepared. 64 rows use 704 of SQLite's 32,766 parameters.
+ * Rows per INSERT statement inside a transaction, largest first: n rows
+ * take about n/64 + 6 statements instead of n (each statement is a round
+ * trip to libuv's thread pool, where it may wait behind other work), and
+ * only these seven statements are ever prepared. 64 rows use 704 of
+ * SQLite's 32,766 parameters.
  */
 const CHUNKS = [64, 32, 16, 8, 4, 2, 1] as const;
-const insertSql = new Map<number, string>(CHUNKS.map((n) => [n, INSERT_COLUMNS + Array(n).fill(ROW_PLACEHOLDERS).join(', ')]));
-
-/** The last record's seq and hash (seq 0 and the genesis hash for an empty table). */
-async function chainHead(s: Session): Promise<{ seq: number; hash: string }> {
-  const last = await s.get<{ seq: number; hash: string | null }>('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
-  // AUTOINCREMENT's high-water mark: a seq is never handed out twice, even
-  // if the newest rows were (illegally) deleted.
-  const hw = await s.get<{ seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'audit'");
-  return { seq: Math.max(last?.seq ?? 0, hw?.seq ?? 0), hash: last?.hash ?? GENESIS_HASH };
+const insertSqlCache = new Map<number, string>();
+function insertSql(rows: number): string {
+  let sql = insertSqlCache.get(rows);
+  if (!sql) insertSqlCache.set(rows, (sql = INSERT_COLUMNS + Array(rows).fill(ROW_PLACEHOLDERS).join(', ')));
+  return sql;
 }
 
-/**
- * Appends `records` in order, chained to the current last record. Must run
- * inside a write transaction (`Db.transaction`). Callers' `seq` values are
- * ignored: the chain assigns the next ones.
- */
-export async function appendChainedAudit(s: Session, records: readonly AuditRecord[]): Promise<void> {
-  if (records.length === 0) return;
-  let { seq, hash } = await chainHead(s);
+/** The last record's seq and hash (seq 0 and the genesis hash for an empty table). */
+async function chainHead(s: Session): Promise<ChainHead> {
+  // AUTOINCREMENT's high-water mark: a seq is never handed out twice, even
+  // if the newest rows were (illegally) deleted.
+  const head = await s.get<{ seq: number | null; hash: string | null; hw: number | null }>(
+    `SELECT (SELECT seq FROM audit ORDER BY seq DESC LIMIT 1) AS seq, (SELECT hash FROM audit ORDER BY seq DESC LIMIT 1) AS hash,
+       (SELECT seq FROM sqlite_sequence WHERE name = 'audit') AS hw`,
+  );
+  return { seq: Math.max(head?.seq ?? 0, head?.hw ?? 0), hash: head?.hash ?? GENESIS_HASH };
+}
+
+/** The rows for `records` chained after `head`, and the head they leave. */
+function chainRows(records: readonly AuditRecord[], head: ChainHead): { rows: unknown[][]; head: ChainHead } {
+  let { seq, hash } = head;
   const rows: unknown[][] = [];
   for (const r of records) {
     seq++;
@@ -53,12 +58,45 @@ export async function appendChainedAudit(s: Session, records: readonly AuditReco
     rows.push([seq, r.timeMs, r.caller, r.action, r.spiffeId, r.serial, r.notAfter, r.outcome, r.detail, hash, next]);
     hash = next;
   }
+  return { rows, head: { seq, hash } };
+}
+
+/**
+ * Appends `records` in order, chained to the current last record. Must run
+ * inside a write transaction (`Db.transaction`). Callers' `seq` values are
+ * ignored: the chain assigns the next ones. Returns the new head.
+ */
+export async function appendChainedAudit(s: Session, records: readonly AuditRecord[]): Promise<ChainHead> {
+  const before = await chainHead(s);
+  if (records.length === 0) return before;
+  const { rows, head } = chainRows(records, before);
   // In seq order, several rows per statement (multi-row VALUES insert in order).
   for (let i = 0; i < rows.length; ) {
     const n = CHUNKS.find((c) => c <= rows.length - i)!;
-    await s.runPrepared(insertSql.get(n)!, rows.slice(i, i + n).flat());
+    await s.runPrepared(insertSql(n), rows.slice(i, i + n).flat());
     i += n;
   }
+  return head;
+}
+
+/** The most records `appendChainedAuditAfter` writes (11 parameters each, of SQLite's 32,766). */
+export const MAX_ROWS_AFTER_HEAD = 256;
+
+/**
+ * Appends `records` chained after `head`, a head this process wrote last,
+ * as one INSERT outside any transaction: SQLite commits the statement
+ * alone, all rows or none, in one round trip instead of the five of
+ * BEGIN, head, INSERT, COMMIT. When `head` is no longer the last record
+ * (another writer appended since), the insert trigger `audit_chain_link`
+ * refuses the first row and nothing is written (StoreError CONFLICT): the
+ * caller then takes `appendChainedAudit` in a transaction.
+ */
+export async function appendChainedAuditAfter(s: Session, records: readonly AuditRecord[], head: ChainHead): Promise<ChainHead> {
+  if (records.length === 0) return head;
+  if (records.length > MAX_ROWS_AFTER_HEAD) throw new RangeError(`at most ${MAX_ROWS_AFTER_HEAD} records in one statement`);
+  const { rows, head: next } = chainRows(records, head);
+  await s.runPrepared(insertSql(rows.length), rows.flat());
+  return next;
 }
 
 /**

@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { NodeServiceService } from '../../proto/gen/brevis/ca/v1/node.js';
 import { AdminServiceService } from '../../proto/gen/brevis/ca/v1/admin.js';
+import { peerCertificateOnceInterceptor } from './peer-certificate-once.js';
 import { HealthService as HealthServiceDef } from '../../proto/gen/grpc/health/v1/health.js';
 import { realClock, type Clock } from '../../spiffe/clock.js';
 import { pemDecodeAll } from '../../spiffe/pem.js';
@@ -174,7 +175,12 @@ export async function startCa(
     };
     const nodeServer = new grpc.Server({
       ...serverOptions,
-      interceptors: [edgeInterceptor({ logger, observer: metrics, caller: tlsPeerCaller }), undecodableInterceptor(), rateLimitInterceptor({ limits: config.rateLimits })],
+      interceptors: [
+        peerCertificateOnceInterceptor(),
+        edgeInterceptor({ logger, observer: metrics, caller: tlsPeerCaller }),
+        undecodableInterceptor(),
+        rateLimitInterceptor({ limits: config.rateLimits }),
+      ],
     });
     nodeServer.addService(guardDecoding(NodeServiceService), createNodeService(ctx));
     nodeServer.addService(guardDecoding(HealthServiceDef), health.handlers());

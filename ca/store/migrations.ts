@@ -191,6 +191,24 @@ CREATE TABLE agent_status (
 ) STRICT;
 `,
   },
+  {
+    version: 5,
+    name: 'audit chain link check',
+    // A record must chain to the record before it: its prev_hash is the
+    // last record's hash (the genesis hash for the first). Whoever writes,
+    // a record that would break the chain is refused, and writers that
+    // remember the head they wrote last may append without reading it
+    // again (ca/audit/sqlite-audit-chain.ts, appendChainedAuditAfter).
+    // Rows of a multi-row INSERT are checked one by one, each after the one
+    // before it.
+    sql: `
+CREATE TRIGGER audit_chain_link BEFORE INSERT ON audit
+WHEN NEW.prev_hash IS NOT coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), '${'0'.repeat(64)}')
+BEGIN
+  SELECT RAISE(ABORT, 'audit chain: a record must chain to the last record');
+END;
+`,
+  },
 ];
 
 /** The schema version this code writes and understands. */

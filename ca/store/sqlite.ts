@@ -7,7 +7,7 @@ import { realClock, type Clock } from '../../spiffe/clock.js';
 import type { CrashHook } from '../crash-hook.js';
 import { Db, toStoreError, type Session } from './db.js';
 import { migrate } from './migrations.js';
-import { appendChainedAudit, backfillAuditChain } from '../audit/sqlite-audit-chain.js';
+import { MAX_ROWS_AFTER_HEAD, appendChainedAudit, appendChainedAuditAfter, backfillAuditChain } from '../audit/sqlite-audit-chain.js';
 import { AuditGroupCommit } from './audit-group-commit.js';
 import { ReadCache, deepFreeze } from './read-cache.js';
 import {
@@ -121,13 +121,17 @@ export class SqliteStore implements Store {
   /** Entries by parent id, each list sorted by id and frozen. */
   readonly #children: ReadCache<readonly EntryRecord[]>;
   readonly #audit: AuditGroupCommit;
+  /** Entry writes started by this process (see entriesRevision). */
+  #entryWrites = 0;
+  readonly #readCacheMs: number;
 
   /** @internal Use `openSqliteStore`. */
   constructor(db: Db, readCacheMs = 0) {
     this.#db = db;
+    this.#readCacheMs = readCacheMs;
     this.#agents = new ReadCache({ ttlMs: readCacheMs, maxEntries: 10_000 });
     this.#children = new ReadCache({ ttlMs: readCacheMs, maxEntries: 200_000 });
-    this.#audit = new AuditGroupCommit(db, appendChainedAudit);
+    this.#audit = new AuditGroupCommit(db, { append: appendChainedAudit, appendAfter: appendChainedAuditAfter, maxRowsAfter: MAX_ROWS_AFTER_HEAD });
   }
 
   close(): Promise<void> {
@@ -159,6 +163,7 @@ export class SqliteStore implements Store {
       createdAt,
       ...(entry.ssh ? { ssh: copySsh(entry.ssh) } : {}),
     };
+    this.#entryWrites++;
     this.#children.forget();
     await this.#db.exclusive(async (s) => {
       try {
@@ -226,7 +231,13 @@ export class SqliteStore implements Store {
     return parents.length > 1 ? out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)) : out;
   }
 
+  /** Changes before every entry write is issued; answers may be kept as long as the read cache keeps rows. */
+  entriesRevision(): { revision: number; maxAgeMs: number } {
+    return { revision: this.#entryWrites, maxAgeMs: this.#readCacheMs };
+  }
+
   deleteEntry(id: string): Promise<boolean> {
+    this.#entryWrites++;
     this.#children.forget();
     return this.#db.exclusive(async (s) => (await s.run('DELETE FROM entries WHERE id = ?', [id])).changes > 0);
   }

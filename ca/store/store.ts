@@ -130,6 +130,14 @@ export interface Store {
   listEntriesByParents(parentIds: string[]): Promise<EntryRecord[]>;
   /** Returns false when no such entry existed. */
   deleteEntry(id: string): Promise<boolean>;
+  /**
+   * For answers derived from entries and kept in memory (authorized-entries.ts):
+   * `revision` changes whenever this process writes entries, and `maxAgeMs`
+   * bounds how long such an answer may be served (the staleness a writer
+   * outside this process may cause). Absent when another process may write
+   * entries at any time (a datastore shared by several servers): nothing is kept.
+   */
+  entriesRevision?(): { revision: number; maxAgeMs: number };
 
   // Join tokens
   createJoinToken(token: JoinTokenRecord): Promise<void>;
