@@ -5,6 +5,7 @@
  * store-contract.test.ts.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { GENESIS_HASH, auditRecordHash } from '../ca/audit/audit-hash.js';
 import { MIGRATIONS, type Migration } from '../ca/store/migrations.js';
 import { PG_MIGRATIONS, migratePg } from '../ca/store/pg-migrations.js';
 import { PgDb } from '../ca/store/postgres-db.js';
@@ -57,6 +58,27 @@ describe('PostgreSQL store', () => {
     await expect(migratePg(db, () => 0, [...PG_MIGRATIONS, extra, broken])).rejects.toBeInstanceOf(StoreError);
     expect(await db.query("SELECT to_regclass('half') AS t")).toEqual([{ t: null }]);
     expect(await db.query('SELECT max(version) AS v FROM schema_migrations')).toEqual([{ v: next }]);
+  });
+
+  it('has the database refuse a record that does not chain to the last one, whoever writes it', async () => {
+    const url = await server.createDatabase();
+    const store = await open(url);
+    const record = { timeMs: 1_000, caller: 'c', action: 'a', spiffeId: null, serial: '1', notAfter: 2, outcome: 'success', detail: null };
+    await store.appendAudit([record]);
+    const [last] = await server.sql<{ hash: string }>(url, 'SELECT hash FROM audit WHERE seq = 1');
+    const insert = (seq: number, prevHash: string) => {
+      const r = { ...record, serial: String(seq) };
+      return server.sql(
+        url,
+        'INSERT INTO audit (seq, time_ms, caller, action, spiffe_id, serial, not_after, outcome, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)',
+        [seq, r.timeMs, r.caller, r.action, r.spiffeId, r.serial, r.notAfter, r.outcome, r.detail, prevHash, auditRecordHash(seq, r, prevHash)],
+      );
+    };
+    await expect(insert(2, GENESIS_HASH)).rejects.toThrow(/must chain to the last record/);
+    expect((await store.listAudit()).map((r) => r.serial)).toEqual(['1']);
+    await insert(2, last!.hash);
+    await store.appendAudit([{ ...record, serial: '3' }, { ...record, serial: '4' }]);
+    expect((await store.listAudit()).map((r) => r.serial)).toEqual(['1', '2', '3', '4']);
   });
 
   it('reads 64-bit columns back as numbers, milliseconds included', async () => {

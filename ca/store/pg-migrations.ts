@@ -195,6 +195,26 @@ CREATE TABLE agent_status (
 );
 `,
   },
+  {
+    version: 5,
+    name: 'audit chain link check',
+    // The same rule as SQLite's migration 5: a record must chain to the
+    // last record (the genesis hash for the first), whoever writes it.
+    // Appends already hold audit_head FOR UPDATE, so "the last record"
+    // cannot move under the check; the rows of one INSERT are checked in
+    // order, each seeing the ones before it (row-level BEFORE triggers see
+    // the rows the same statement inserted earlier).
+    sql: `
+CREATE FUNCTION brevis_audit_chain_link() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.prev_hash IS DISTINCT FROM coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), '${'0'.repeat(64)}') THEN
+    RAISE EXCEPTION 'audit chain: a record must chain to the last record';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER audit_chain_link BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION brevis_audit_chain_link();
+`,
+  },
 ];
 
 /** The schema version this code writes and understands on PostgreSQL. */
