@@ -14,7 +14,10 @@
  * and at most `maxAgeMs` old (plus the store's own read-cache window) for
  * writers outside it. A store without `entriesRevision` (PostgreSQL, shared
  * by several servers) is asked every time. The cached answer also ends when
- * the first entry in it expires.
+ * the first entry in it expires. Callers that arrive while an answer is
+ * computed share that computation, and an answer past half its age is
+ * renewed in the background, so a busy CA never has every call of a second
+ * queue behind the same reads.
  */
 import type { AgentRecord, EntryRecord, Store } from '../store/store.js';
 import { formatSelector, selectorsSubset } from '../../spiffe/selector.js';
@@ -35,7 +38,8 @@ interface Answer {
   byId: ReadonlyMap<string, EntryRecord>;
 }
 
-const answers = new WeakMap<object, Map<string, Answer>>();
+/** Per store: the answers kept, by agent id, and the computations running. */
+const kept = new WeakMap<object, { answers: Map<string, Answer>; inflight: Map<string, { revision: number; selectorsKey: string; promise: Promise<Answer> }> }>();
 
 /** A guard against parent cycles and absurd trees. */
 const MAX_DEPTH = 8;
@@ -65,32 +69,49 @@ export async function authorizedEntriesById(
 }
 
 async function answerFor(store: EntriesStore, trustDomain: string, agent: Pick<AgentRecord, 'agentId' | 'selectors'>, nowSeconds: number): Promise<Answer> {
-  const before = store.entriesRevision?.();
+  const rev = store.entriesRevision?.();
+  if (!rev || rev.maxAgeMs <= 0) return answer(await compute(store, trustDomain, agent, nowSeconds), '', 0, performance.now());
   const selectorsKey = agent.selectors.map(formatSelector).sort().join('\n');
-  const byAgent = before ? answers.get(store) : undefined;
-  const known = byAgent?.get(agent.agentId);
-  if (
-    before &&
-    known &&
-    known.revision === before.revision &&
-    known.selectorsKey === selectorsKey &&
-    nowSeconds < known.validUntil &&
-    performance.now() - known.computedAtMs < before.maxAgeMs
-  ) {
-    return known;
+  let state = kept.get(store);
+  if (!state) kept.set(store, (state = { answers: new Map(), inflight: new Map() }));
+  const st = state;
+  const fits = (a: { revision: number; selectorsKey: string }) => a.revision === rev.revision && a.selectorsKey === selectorsKey;
+  /** One computation per agent at a time: callers that arrive while it runs share it. */
+  const refresh = (): Promise<Answer> => {
+    const running = st.inflight.get(agent.agentId);
+    if (running && fits(running)) return running.promise;
+    const computedAtMs = performance.now();
+    const promise = compute(store, trustDomain, agent, nowSeconds)
+      .then((r) => {
+        const a = answer(r, selectorsKey, rev.revision, computedAtMs);
+        // Kept only when no entry was written while it was computed.
+        if (store.entriesRevision?.().revision === rev.revision) {
+          st.answers.delete(agent.agentId);
+          if (st.answers.size >= MAX_AGENTS) st.answers.delete(st.answers.keys().next().value!);
+          st.answers.set(agent.agentId, a);
+        }
+        return a;
+      })
+      .finally(() => {
+        if (st.inflight.get(agent.agentId)?.promise === promise) st.inflight.delete(agent.agentId);
+      });
+    st.inflight.set(agent.agentId, { revision: rev.revision, selectorsKey, promise });
+    return promise;
+  };
+  const known = st.answers.get(agent.agentId);
+  if (known && fits(known) && nowSeconds < known.validUntil) {
+    const age = performance.now() - known.computedAtMs;
+    if (age < rev.maxAgeMs) {
+      // Renewed ahead of its end, in the background, so that no call waits for it.
+      if (age >= rev.maxAgeMs / 2) refresh().catch(() => undefined);
+      return known;
+    }
   }
-  const computedAtMs = performance.now();
-  const { entries, validUntil } = await compute(store, trustDomain, agent, nowSeconds);
-  const answer: Answer = { selectorsKey, revision: before?.revision ?? 0, computedAtMs, validUntil, entries, byId: new Map(entries.map((e) => [e.id, e])) };
-  // Kept only when no entry was written while it was computed.
-  if (before && store.entriesRevision?.().revision === before.revision && before.maxAgeMs > 0) {
-    let m = answers.get(store);
-    if (!m) answers.set(store, (m = new Map()));
-    m.delete(agent.agentId);
-    if (m.size >= MAX_AGENTS) m.delete(m.keys().next().value!);
-    m.set(agent.agentId, answer);
-  }
-  return answer;
+  return refresh();
+}
+
+function answer(r: { entries: EntryRecord[]; validUntil: number }, selectorsKey: string, revision: number, computedAtMs: number): Answer {
+  return { selectorsKey, revision, computedAtMs, validUntil: r.validUntil, entries: r.entries, byId: new Map(r.entries.map((e) => [e.id, e])) };
 }
 
 async function compute(
