@@ -22,6 +22,7 @@ import { AgentIdentity } from './svid/agent-identity.js';
 import type { AgentSvid } from './svid/agent-svid.js';
 import { AGENT_BUNDLE_FILE, ensureDataDir, loadStoredBundle, saveBundle } from './svid/storage.js';
 import { DEFAULT_BACKOFF, type BackoffPolicy } from './sync/backoff.js';
+import { MemoryReleaser } from './memory/free-memory.js';
 import { Syncer, type SyncReport } from './sync/syncer.js';
 import { startWorkloadApiServer, type WorkloadApiServer } from './workload-api/server.js';
 
@@ -157,6 +158,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   }
   metrics?.watch({ cache, agentSvid: () => identity.current, server });
 
+  const memory = new MemoryReleaser();
   const syncer = new Syncer({
     api,
     lock,
@@ -174,6 +176,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     },
     onAuthorities: (authorities) => push.onAuthorities(authorities),
     onSynced: () => push.onSynced(),
+    afterSync: (r) => memory.afterSync(r.added + r.removed + r.updated + r.minted),
     ...(deps.random ? { random: deps.random } : {}),
   });
 
@@ -184,6 +187,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const close = (reason: Error | null): Promise<void> => {
     closing ??= (async () => {
       loops.abort();
+      memory.close();
       await Promise.allSettled(running);
       await server.close();
       await metricsServer?.close();

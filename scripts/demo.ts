@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { AGENT_NODE_FLAGS } from '../agent/cli/node-flags.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const STATE = path.resolve(process.env.BREVIS_DEMO_DIR ?? path.join(ROOT, '.brevis-demo'));
@@ -137,7 +138,7 @@ async function main() {
   }
 
   const agentDir = path.join(STATE, 'agent');
-  const agentArgs = [AGENT_BIN, 'run', '--server', `127.0.0.1:${CA_PORT}`, '--trust-domain', TD, '--trust-bundle', bundleFile, '--data-dir', agentDir, '--socket', WORKLOAD_SOCK, '--sync-interval', '2s'];
+  const agentArgs = [...AGENT_NODE_FLAGS, AGENT_BIN, 'run', '--server', `127.0.0.1:${CA_PORT}`, '--trust-domain', TD, '--trust-bundle', bundleFile, '--data-dir', agentDir, '--socket', WORKLOAD_SOCK, '--sync-interval', '2s'];
   if (!existsSync(path.join(agentDir, 'agent-svid.pem'))) {
     const token = ca('token', 'create', '--agent-id', AGENT_ID, '--ttl', '10m').trim();
     banner(`3. agent attests with a one-time join token (${AGENT_ID}) and serves the Workload API on ${path.relative(process.cwd(), WORKLOAD_SOCK)}`);

@@ -8,10 +8,8 @@
  * attestation detects that a pid was reused.
  */
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import type net from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { addonPath, loadAddon } from '../../ca/native/addon.js';
 import { AttestationError } from './errors.js';
 
 /** Who is on the other end of a Unix socket, per the kernel. */
@@ -38,31 +36,14 @@ interface NativePeercred {
   closeFd(fd: number): void;
 }
 
-/** The addon's path relative to the package root (built by node-gyp at install). */
-const ADDON = path.join('build', 'Release', 'peercred.node');
-
 let native: NativePeercred | undefined;
-
-/**
- * The package root: the first ancestor holding package.json. The code runs both
- * from source (agent/attest/) and compiled (dist/agent/attest/), so the depth varies.
- */
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`peercred: no package.json above ${fileURLToPath(import.meta.url)}`);
-    dir = parent;
-  }
-}
 
 /** Loads the addon on first use, so importing this module never fails by itself. */
 function addon(): NativePeercred {
   if (native) return native;
-  const file = path.join(packageRoot(), ADDON);
+  const file = addonPath('peercred');
   try {
-    native = createRequire(import.meta.url)(file) as NativePeercred;
+    native = loadAddon<NativePeercred>('peercred');
   } catch (e) {
     throw new AttestationError('PEERCRED_UNAVAILABLE', `cannot load the peercred addon at ${file} (run npm install)`, {
       cause: e,

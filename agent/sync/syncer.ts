@@ -39,6 +39,8 @@ export interface SyncerOptions {
   onAuthorities?: (authorities: AuthorityStatus | undefined) => void;
   /** Told when a sync has applied everything (push sync reports to the CA). Must not throw. */
   onSynced?: () => void;
+  /** Told what each successful sync did (the agent releases memory after large ones). Must not throw. */
+  afterSync?: (report: SyncReport) => void;
   maxBatch?: number;
   random?: () => number;
 }
@@ -120,6 +122,7 @@ export class Syncer {
         const { failed, ...counts } = report;
         this.#o.logger.info({ ...counts, failed: failed.length }, 'synced with the CA');
       }
+      this.#o.afterSync?.(report);
       return report;
     });
   }

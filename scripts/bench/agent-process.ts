@@ -1,6 +1,6 @@
 /**
  * A node agent run as its own process for benchmarks (dist/agent/cli/main.js
- * run), attested with a join token and holding `entries` entries. One entry
+ * run, with the node flags of its shebang), attested with a join token and holding `entries` entries. One entry
  * matches the benchmark process itself (its uid and the node executable), so
  * the benchmark can call the Workload API as a workload; the others match no
  * process but are minted and cached all the same, as a real agent does.
@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { AGENT_NODE_FLAGS } from '../../agent/cli/node-flags.js';
 import { certsToPem } from '../../spiffe/pem.js';
 import { ROOT, TD, unary, type BenchCa } from './ca-process.js';
 
@@ -71,6 +72,7 @@ export async function startBenchAgentProcess(ca: BenchCa, spec: AgentSpec): Prom
   const proc = spawn(
     process.execPath,
     [
+      ...AGENT_NODE_FLAGS,
       ...nodeArgs,
       path.join(ROOT, 'dist/agent/cli/main.js'),
       'run',

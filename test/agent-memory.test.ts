@@ -1,0 +1,84 @@
+/**
+ * The agent hands freed native memory back to the kernel after large syncs
+ * (agent/memory/free-memory.ts), and runs with a small V8 young generation
+ * (agent/cli/node-flags.ts, the same flags as brevis-agent's shebang).
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { AGENT_NODE_FLAGS } from '../agent/cli/node-flags.js';
+import { LARGE_SYNC_CHANGES, MemoryReleaser } from '../agent/memory/free-memory.js';
+import { AGENT_BIN, ROOT } from './support/processes.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('releasing free memory', () => {
+  it('returns the pages of freed native blocks to the kernel (glibc malloc_trim)', () => {
+    // 100,000 blocks of 2 KB, one in 32 kept: the free pages sit between live blocks,
+    // where free() alone never returns them.
+    const script = `
+      import { releaseFreeMemory } from ${JSON.stringify(path.join(ROOT, 'dist/agent/memory/free-memory.js'))};
+      const rss = () => process.memoryUsage.rss() / 1048576;
+      const all = [];
+      for (let i = 0; i < 100000; i++) all.push(Buffer.allocUnsafeSlow(2000));
+      const keep = all.filter((_, i) => i % 32 === 0);
+      all.length = 0;
+      globalThis.gc();
+      globalThis.gc();
+      const before = rss();
+      const released = releaseFreeMemory();
+      console.log(JSON.stringify({ before, after: rss(), released, kept: keep.length }));
+    `;
+    const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const { before, after, released, kept } = JSON.parse(r.stdout) as { before: number; after: number; released: boolean; kept: number };
+    expect(kept).toBe(3125);
+    expect(released).toBe(true);
+    expect(before - after).toBeGreaterThan(100);
+  });
+
+  it('releases a few times after a large sync, not after small ones, and restarts the schedule at the next large one', async () => {
+    const at: number[] = [];
+    const t0 = performance.now();
+    const m = new MemoryReleaser({ release: () => at.push(performance.now() - t0), afterMs: [20, 60] });
+    m.afterSync(LARGE_SYNC_CHANGES - 1);
+    await sleep(100);
+    expect(at).toEqual([]);
+    m.afterSync(LARGE_SYNC_CHANGES);
+    await sleep(30);
+    m.afterSync(10_000); // restarts: the 60 ms release of the first schedule never runs
+    await sleep(150);
+    expect(at).toHaveLength(3);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(15);
+    m.afterSync(LARGE_SYNC_CHANGES);
+    m.close();
+    await sleep(100);
+    expect(at).toHaveLength(3);
+  });
+
+  it('never lets a failing release escape', async () => {
+    let calls = 0;
+    const m = new MemoryReleaser({
+      release: () => {
+        calls++;
+        throw new Error('boom');
+      },
+      afterMs: [1, 2],
+    });
+    m.afterSync(LARGE_SYNC_CHANGES);
+    await sleep(30);
+    expect(calls).toBe(2);
+  });
+});
+
+describe('the agent node flags', () => {
+  it('are the flags of brevis-agent\'s shebang, and node accepts them', () => {
+    const shebang = readFileSync(path.join(ROOT, 'agent/cli/main.ts'), 'utf8').split('\n')[0];
+    expect(shebang).toBe(`#!/usr/bin/env -S node ${AGENT_NODE_FLAGS.join(' ')}`);
+    expect(readFileSync(AGENT_BIN, 'utf8').split('\n')[0]).toBe(shebang);
+    const r = spawnSync(process.execPath, [...AGENT_NODE_FLAGS, AGENT_BIN, '--help'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/brevis-agent/);
+  });
+});
