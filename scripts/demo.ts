@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AGENT_NODE_FLAGS } from '../agent/cli/node-flags.js';
+import { CA_NODE_FLAGS } from '../ca/cli/node-flags.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const STATE = path.resolve(process.env.BREVIS_DEMO_DIR ?? path.join(ROOT, '.brevis-demo'));
@@ -121,7 +122,7 @@ async function main() {
   mkdirSync(STATE, { recursive: true, mode: 0o700 });
   const fresh = !existsSync(path.join(STATE, 'ca', 'brevis.db'));
   banner(`1. CA for trust domain ${TD} on 127.0.0.1:${CA_PORT}, state in ${path.relative(process.cwd(), STATE) || STATE}/ca (${fresh ? 'new: creating root and intermediate' : 'existing: reusing its root'})`);
-  await start('ca', [CA_BIN, 'run', '--data-dir', path.join(STATE, 'ca'), '--trust-domain', TD, '--listen', `127.0.0.1:${CA_PORT}`], /CA serving/, {}, prettyJson);
+  await start('ca', [...CA_NODE_FLAGS, CA_BIN, 'run', '--data-dir', path.join(STATE, 'ca'), '--trust-domain', TD, '--listen', `127.0.0.1:${CA_PORT}`], /CA serving/, {}, prettyJson);
 
   const bundleFile = path.join(STATE, 'bundle.pem');
   writeFileSync(bundleFile, ca('bundle', 'show'));

@@ -1,7 +1,8 @@
 /**
  * The agent hands freed native memory back to the kernel after large syncs
  * (agent/memory/free-memory.ts), and runs with a small V8 young generation
- * (agent/cli/node-flags.ts, the same flags as brevis-agent's shebang).
+ * (agent/cli/node-flags.ts, the same flags as brevis-agent's shebang); the
+ * CA's flags (ca/cli/node-flags.ts) match brevis-ca's shebang the same way.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -9,7 +10,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AGENT_NODE_FLAGS } from '../agent/cli/node-flags.js';
 import { LARGE_SYNC_CHANGES, MemoryReleaser } from '../agent/memory/free-memory.js';
-import { AGENT_BIN, ROOT } from './support/processes.js';
+import { CA_NODE_FLAGS } from '../ca/cli/node-flags.js';
+import { AGENT_BIN, CA_BIN, ROOT } from './support/processes.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -72,7 +74,16 @@ describe('releasing free memory', () => {
   });
 });
 
-describe('the agent node flags', () => {
+describe('the node flags of the programs', () => {
+  it('are the flags of brevis-ca\'s shebang, and node accepts them', () => {
+    const shebang = readFileSync(path.join(ROOT, 'ca/cli/main.ts'), 'utf8').split('\n')[0];
+    expect(shebang).toBe(`#!/usr/bin/env -S node ${CA_NODE_FLAGS.join(' ')}`);
+    expect(readFileSync(CA_BIN, 'utf8').split('\n')[0]).toBe(shebang);
+    const r = spawnSync(process.execPath, [...CA_NODE_FLAGS, CA_BIN, '--help'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/brevis-ca/);
+  });
+
   it('are the flags of brevis-agent\'s shebang, and node accepts them', () => {
     const shebang = readFileSync(path.join(ROOT, 'agent/cli/main.ts'), 'utf8').split('\n')[0];
     expect(shebang).toBe(`#!/usr/bin/env -S node ${AGENT_NODE_FLAGS.join(' ')}`);

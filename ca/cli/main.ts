@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=512
 /**
  * brevis-ca: runs the CA (`run`) and administers a running CA through its
  * local admin socket (every other command). Human-readable output by

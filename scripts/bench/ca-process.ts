@@ -13,6 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { AdminServiceClient } from '../../proto/gen/brevis/ca/v1/admin.js';
 import { NodeServiceClient } from '../../proto/gen/brevis/ca/v1/node.js';
 import { newKeyWithCsr } from '../../agent/svid/new-key.js';
+import { CA_NODE_FLAGS } from '../../ca/cli/node-flags.js';
 import { certsToPem, pemEncode } from '../../spiffe/pem.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -43,7 +44,7 @@ export async function startBenchCa(extraArgs: string[] = []): Promise<BenchCa> {
   writeFileSync(configFile, JSON.stringify({ x509SvidMinTtl: '30s', logLevel: 'warn', attestRatePerSource: 0, signRatePerAgent: 0, signRatePerSource: 0 }) /* limits off: measure capacity */);
   // BENCH_CA_NODE_ARGS profiles the CA alone, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env.BENCH_CA_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist/ca/cli/main.js'), 'run', '--data-dir', path.join(dir, 'ca'), '--trust-domain', TD, '--listen', '127.0.0.1:0', '--config', configFile, '--log-level', 'info', ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [...CA_NODE_FLAGS, ...nodeArgs, path.join(ROOT, 'dist/ca/cli/main.js'), 'run', '--data-dir', path.join(dir, 'ca'), '--trust-domain', TD, '--listen', '127.0.0.1:0', '--config', configFile, '--log-level', 'info', ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
   const problems: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
