@@ -100,13 +100,13 @@ static napi_value CloseFd(napi_env env, napi_callback_info info) {
  * resident. malloc_trim walks every arena and releases whole free pages
  * (madvise), wherever they are. It costs a few milliseconds with a large
  * heap, so the agent calls it after syncs that stored many SVIDs, never per
- * request. Returns true when memory was released; false (and
+ * request (agent/memory/free-memory.ts). Returns true when memory was released; false (and
  * mallocTrimSupported false) with another C library, where it does nothing.
  *
  * No mallopt(M_ARENA_MAX) here: the addon is loaded by JavaScript, after
  * Node's own threads (V8's platform workers) have already made their
  * arenas, so a limit set now would not undo them. MALLOC_ARENA_MAX=2 in the
- * agent's environment is the way to cap arenas (see README, Performance).
+ * agent's environment is the way to cap arenas.
  */
 static napi_value MallocTrim(napi_env env, napi_callback_info info) {
   int released = 0;
