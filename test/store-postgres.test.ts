@@ -10,7 +10,7 @@ import { MIGRATIONS, type Migration } from '../ca/store/migrations.js';
 import { PG_MIGRATIONS, migratePg } from '../ca/store/pg-migrations.js';
 import { PgDb } from '../ca/store/postgres-db.js';
 import { isPostgresUrl, openPostgresStore, type PostgresStore } from '../ca/store/postgres.js';
-import { StoreError } from '../ca/store/store.js';
+import { StoreError, type AuditRecord } from '../ca/store/store.js';
 import { startTestPostgres, type TestPostgres } from './support/postgres.js';
 
 describe('PostgreSQL store', () => {
@@ -63,7 +63,7 @@ describe('PostgreSQL store', () => {
   it('has the database refuse a record that does not chain to the last one, whoever writes it', async () => {
     const url = await server.createDatabase();
     const store = await open(url);
-    const record = { timeMs: 1_000, caller: 'c', action: 'a', spiffeId: null, serial: '1', notAfter: 2, outcome: 'success', detail: null };
+    const record: AuditRecord = { timeMs: 1_000, caller: 'c', action: 'a', spiffeId: null, serial: '1', notAfter: 2, outcome: 'success', detail: null };
     await store.appendAudit([record]);
     const [last] = await server.sql<{ hash: string }>(url, 'SELECT hash FROM audit WHERE seq = 1');
     const insert = (seq: number, prevHash: string) => {
