@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SvidCache, type CachedSvid } from '../agent/cache/svid-cache.js';
+import { SvidCache, packSvids, type CachedSvid } from '../agent/cache/svid-cache.js';
 import type { Entry } from '../proto/gen/brevis/ca/v1/types.js';
 import { ManualClock } from './support/manual-clock.js';
 import { sel } from './support/agent-harness.js';
@@ -26,15 +26,17 @@ function entry(id: string, over: Partial<Entry> & { sels?: string[] } = {}): Ent
 
 /** A stand-in SVID: the cache never parses the bytes, only holds and serves them. */
 function svid(e: Entry, mintedAt: number, ttlMs = 60_000, tag = 'x'): CachedSvid {
-  return {
-    spiffeId: e.spiffeId,
-    chain: [Buffer.from(`leaf-${e.id}-${tag}`), Buffer.from('intermediate')],
-    key: Buffer.from(`key-${e.id}-${tag}`),
-    serial: `${e.id}${tag}`,
-    notBefore: new Date(mintedAt - 30_000),
-    notAfter: new Date(mintedAt + ttlMs),
-    rotateAt: new Date(mintedAt + ttlMs / 2),
-  };
+  return packSvids([
+    {
+      spiffeId: e.spiffeId,
+      chain: [Buffer.from(`leaf-${e.id}-${tag}`), Buffer.from('intermediate')],
+      key: Buffer.from(`key-${e.id}-${tag}`),
+      serial: `${e.id}${tag}`,
+      notBefore: new Date(mintedAt - 30_000),
+      notAfter: new Date(mintedAt + ttlMs),
+      rotateAt: new Date(mintedAt + ttlMs / 2),
+    },
+  ])[0]!;
 }
 
 function setup(): { clock: ManualClock; cache: SvidCache; changes: () => number } {

@@ -42,8 +42,16 @@ describe('releasing free memory', () => {
 
   it('releases a few times after a large sync, not after small ones, and restarts the schedule at the next large one', async () => {
     const at: number[] = [];
+    const steps: string[] = [];
     const t0 = performance.now();
-    const m = new MemoryReleaser({ release: () => at.push(performance.now() - t0), afterMs: [20, 60] });
+    const m = new MemoryReleaser({
+      release: () => {
+        at.push(performance.now() - t0);
+        steps.push('trim');
+      },
+      collect: () => steps.push('collect'),
+      afterMs: [20, 60],
+    });
     m.afterSync(LARGE_SYNC_CHANGES - 1);
     await sleep(100);
     expect(at).toEqual([]);
@@ -53,10 +61,41 @@ describe('releasing free memory', () => {
     await sleep(150);
     expect(at).toHaveLength(3);
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(15);
+    // Each schedule collects garbage once, at its first release, before trimming.
+    expect(steps).toEqual(['collect', 'trim', 'collect', 'trim', 'trim']);
     m.afterSync(LARGE_SYNC_CHANGES);
     m.close();
     await sleep(100);
     expect(at).toHaveLength(3);
+  });
+
+  it('collects the garbage of many key pairs only when node runs with --expose-gc, and then hands their pages back', () => {
+    // What a large sync leaves behind: thousands of key objects, whose OpenSSL keys live
+    // outside V8's heap and are freed only when V8 collects their handles.
+    const script = `
+      import { generateKeyPairSync, createPrivateKey } from 'node:crypto';
+      import { collectGarbage, releaseFreeMemory } from ${JSON.stringify(path.join(ROOT, 'dist/agent/memory/free-memory.js'))};
+      const rss = () => process.memoryUsage.rss() / 1048576;
+      let keys = [];
+      for (let i = 0; i < 20000; i++) {
+        const jwk = generateKeyPairSync('ec', { namedCurve: 'P-256', publicKeyEncoding: { format: 'jwk' }, privateKeyEncoding: { format: 'jwk' } }).privateKey;
+        keys.push(createPrivateKey({ key: jwk, format: 'jwk' }));
+      }
+      keys = null;
+      const before = rss();
+      const collected = collectGarbage();
+      releaseFreeMemory();
+      console.log(JSON.stringify({ collected, freedMb: before - rss() }));
+    `;
+    const run = (flags: string[]) => {
+      const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      return JSON.parse(r.stdout) as { collected: boolean; freedMb: number };
+    };
+    const exposed = run(AGENT_NODE_FLAGS as string[]);
+    expect(exposed.collected).toBe(true);
+    expect(exposed.freedMb).toBeGreaterThan(20);
+    expect(run([]).collected).toBe(false);
   });
 
   it('never lets a failing release escape', async () => {

@@ -12,21 +12,9 @@ import type { Clock } from '../../spiffe/clock.js';
 import { formatSelector } from '../../spiffe/selector.js';
 import { entryMatches } from '../attest/match.js';
 import type { WorkloadIdentityProvider, WorkloadSvid } from '../workload-api/provider.js';
+import type { CachedSvid } from './cached-svid.js';
 
-/** One minted SVID with its key, as held for an entry. */
-export interface CachedSvid {
-  readonly spiffeId: string;
-  /** DER, leaf first. */
-  readonly chain: readonly Buffer[];
-  /** PKCS#8 DER. */
-  readonly key: Buffer;
-  /** Lower-case hex. */
-  readonly serial: string;
-  readonly notBefore: Date;
-  readonly notAfter: Date;
-  /** When the agent should replace it (see agent/svid/rotation.ts). */
-  readonly rotateAt: Date;
-}
+export { CachedSvid, packSvids, type SvidParts } from './cached-svid.js';
 
 interface Slot {
   entry: Entry;
@@ -84,7 +72,7 @@ export class SvidCache implements WorkloadIdentityProvider {
     const out: WorkloadSvid[] = [];
     for (const slot of this.#slots) {
       const svid = slot.svid;
-      if (!svid || svid.notAfter.getTime() <= now) continue;
+      if (!svid || svid.notAfterMs <= now) continue;
       if (!entryMatches(slot.selectors, selectors)) continue;
       out.push({
         spiffeId: svid.spiffeId,
@@ -199,7 +187,7 @@ export class SvidCache implements WorkloadIdentityProvider {
   /** Entries that need an SVID minted at `now`: none yet, stale, or past its rotation point. */
   due(now: Date): Entry[] {
     const t = now.getTime();
-    return this.#slots.filter((s) => !s.svid || s.stale || s.svid.rotateAt.getTime() <= t || s.svid.notAfter.getTime() <= t).map((s) => s.entry);
+    return this.#slots.filter((s) => !s.svid || s.stale || s.svid.rotateAtMs <= t || s.svid.notAfterMs <= t).map((s) => s.entry);
   }
 
   /** The earliest rotation point of an SVID not yet due, or null. */
@@ -207,7 +195,7 @@ export class SvidCache implements WorkloadIdentityProvider {
     let min: number | null = null;
     for (const s of this.#slots) {
       if (!s.svid || s.stale) continue;
-      const r = s.svid.rotateAt.getTime();
+      const r = s.svid.rotateAtMs;
       if (r > now.getTime() && (min === null || r < min)) min = r;
     }
     return min === null ? null : new Date(min);
@@ -217,7 +205,7 @@ export class SvidCache implements WorkloadIdentityProvider {
   earliestExpiry(now: Date): Date | null {
     let min: number | null = null;
     for (const s of this.#slots) {
-      const e = s.svid?.notAfter.getTime();
+      const e = s.svid?.notAfterMs;
       if (e !== undefined && e > now.getTime() && (min === null || e < min)) min = e;
     }
     return min === null ? null : new Date(min);
@@ -245,7 +233,7 @@ export class SvidCache implements WorkloadIdentityProvider {
     const now = this.#clock.now().getTime();
     let dropped = 0;
     for (const s of this.#slots) {
-      if (s.svid && s.svid.notAfter.getTime() <= now) {
+      if (s.svid && s.svid.notAfterMs <= now) {
         s.svid = null;
         s.stale = false;
         dropped++;
@@ -264,7 +252,7 @@ export class SvidCache implements WorkloadIdentityProvider {
     const now = this.#clock.now();
     let next: number | null = null;
     for (const s of this.#slots) {
-      const e = s.svid?.notAfter.getTime();
+      const e = s.svid?.notAfterMs;
       if (e !== undefined && (next === null || e < next)) next = e;
     }
     if (next === null) return;

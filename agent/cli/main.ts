@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env -S node --max-semi-space-size=2 --expose-gc
 /**
  * brevis-agent: runs the node agent (`run`), and gives software that cannot
  * speak the Workload API its SVID as files (`api fetch x509`, `api watch`),

@@ -17,7 +17,7 @@ export interface AgentMetricsSources {
   /** Entries held and the newest SVID of each (SvidCache fits). */
   cache: {
     entries(): ReadonlyArray<{ id: string }>;
-    svidOf(entryId: string): { notAfter: Date } | null;
+    svidOf(entryId: string): { notAfterMs: number } | null;
   };
   /** The agent's own SVID. */
   agentSvid(): { notAfter: Date };
@@ -150,7 +150,7 @@ export class AgentMetrics implements RpcObserver {
       registers,
       collect() {
         const t = now();
-        this.set(src.cache.entries().filter((e) => (src.cache.svidOf(e.id)?.notAfter.getTime() ?? 0) > t).length);
+        this.set(src.cache.entries().filter((e) => (src.cache.svidOf(e.id)?.notAfterMs ?? 0) > t).length);
       },
     });
     new Gauge({
@@ -161,7 +161,7 @@ export class AgentMetrics implements RpcObserver {
         const t = now();
         let min = Infinity;
         for (const e of src.cache.entries()) {
-          const end = src.cache.svidOf(e.id)?.notAfter.getTime() ?? 0;
+          const end = src.cache.svidOf(e.id)?.notAfterMs ?? 0;
           if (end > t && end < min) min = end;
         }
         this.reset();

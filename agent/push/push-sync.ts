@@ -88,7 +88,7 @@ export class PushSync {
     const chains: Array<readonly Buffer[]> = [this.#o.identity.current.chain];
     for (const e of this.#o.cache.entries()) {
       const svid = this.#o.cache.svidOf(e.id);
-      if (svid && svid.notAfter.getTime() > now) chains.push(svid.chain);
+      if (svid && svid.notAfterMs > now) chains.push(svid.chain);
     }
     const out = countHoldings(chains);
     for (const f of this.#ssh.fingerprints()) out.set(f, (out.get(f) ?? 0) + 1);

@@ -11,7 +11,7 @@ import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { MintX509SVIDResult } from '../../proto/gen/brevis/ca/v1/node.js';
 import type { Entry } from '../../proto/gen/brevis/ca/v1/types.js';
 import { parseCertificate } from '../../ca/x509/parse.js';
-import type { CachedSvid } from '../cache/svid-cache.js';
+import type { SvidParts } from '../cache/cached-svid.js';
 import { uriSansOf } from '../node/server-identity.js';
 
 /** The key a CSR was made with. */
@@ -27,7 +27,7 @@ export interface MintedKey {
 export type LeafFacts = { uris: string[]; serial: string; notBefore: Date; notAfter: Date; ownKey: boolean };
 
 /** The SVID without its rotation point, or why it cannot be used. */
-export function checkMinted(r: MintX509SVIDResult, entry: Entry, key: MintedKey): Omit<CachedSvid, 'rotateAt'> | string {
+export function checkMinted(r: MintX509SVIDResult, entry: Entry, key: MintedKey): Omit<SvidParts, 'rotateAt'> | string {
   if (!r.svid || r.statusCode !== 0) return r.statusMessage || `refused with status ${r.statusCode}`;
   if (r.svid.certChain.length === 0) return 'the CA returned an empty chain';
   const leafDer = r.svid.certChain[0]!;
@@ -37,7 +37,7 @@ export function checkMinted(r: MintX509SVIDResult, entry: Entry, key: MintedKey)
   if (!facts.ownKey) return 'the certificate does not carry the key we generated';
   return {
     spiffeId: entry.spiffeId,
-    chain: r.svid.certChain.map((c) => Buffer.from(c)),
+    chain: r.svid.certChain, // views of the response: the cache copies what it keeps (agent/cache/cached-svid.ts)
     key: key.pkcs8,
     serial: facts.serial,
     notBefore: facts.notBefore,

@@ -5,7 +5,7 @@
  */
 import type { Entry } from '../../proto/gen/brevis/ca/v1/types.js';
 import type { Clock } from '../../spiffe/clock.js';
-import type { CachedSvid } from '../cache/svid-cache.js';
+import { packSvids, type CachedSvid, type SvidParts } from '../cache/cached-svid.js';
 import type { RotationPolicy } from '../config/config.js';
 import type { NodeApi } from '../node/node-api.js';
 import { newKeyWithCsr } from '../svid/new-key.js';
@@ -51,7 +51,8 @@ export async function mintSvids(entries: readonly Entry[], o: MintOptions): Prom
     const keys = await Promise.all(chunk.map(() => newKeyWithCsr()));
     const results = await o.api.batchMintX509Svid(chunk.map((e, j) => ({ entryId: e.id, csr: keys[j]!.csr })));
     const obtainedAt = o.clock.now();
-    const batch: MintOutcome['minted'] = [];
+    const ids: string[] = [];
+    const parts: SvidParts[] = [];
     results.forEach((r, j) => {
       const entry = chunk[j]!;
       const minted = checkMinted(r, entry, keys[j]!);
@@ -62,8 +63,10 @@ export async function mintSvids(entries: readonly Entry[], o: MintOptions): Prom
         return;
       }
       const rotateAt = rotationPoint({ ...checked, obtainedAt }, o.rotation, randomJitterUnit(o.random));
-      batch.push({ entryId: entry.id, svid: { ...checked, rotateAt } });
+      ids.push(entry.id);
+      parts.push({ ...checked, rotateAt });
     });
+    const batch: MintOutcome['minted'] = packSvids(parts).map((svid, j) => ({ entryId: ids[j]!, svid }));
     out.minted.push(...batch);
     if (batch.length > 0) o.onBatch?.(batch);
   }
