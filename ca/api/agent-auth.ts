@@ -38,11 +38,22 @@ interface PeerFacts {
  */
 const PEER_CACHE_SIZE = 4096;
 const peerFacts = new Map<string, PeerFacts>();
+/**
+ * The same facts by the certificate's buffer: a connection's calls share
+ * one (ca/server/peer-certificate-once.ts), so most calls find theirs here
+ * without encoding the DER as a key. Buffers are never changed in place.
+ */
+const factsByBuffer = new WeakMap<Buffer, PeerFacts>();
 
 function factsOf(raw: Buffer): PeerFacts {
+  const known = factsByBuffer.get(raw);
+  if (known) return known;
   const key = raw.toString('base64');
   let f = peerFacts.get(key);
-  if (f) return f;
+  if (f) {
+    factsByBuffer.set(raw, f);
+    return f;
+  }
   let cert: ParsedCertificate;
   try {
     cert = parseCertificate(raw);
@@ -54,6 +65,7 @@ function factsOf(raw: Buffer): PeerFacts {
   f = { uri: uris.length === 1 ? uris[0] : undefined, notAfterMs: cert.notAfter.getTime(), serialHex: cert.serialHex };
   if (peerFacts.size >= PEER_CACHE_SIZE) peerFacts.delete(peerFacts.keys().next().value!);
   peerFacts.set(key, f);
+  factsByBuffer.set(raw, f);
   return f;
 }
 

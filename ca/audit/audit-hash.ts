@@ -35,21 +35,39 @@ export interface ChainedAuditRecord extends AuditRecord {
 
 type Field = number | string | null;
 
-function encodeField(v: Field): Buffer {
-  if (v === null) return Buffer.from([0, 0, 0, 0, 0]);
-  const isInt = typeof v === 'number';
-  if (isInt && !Number.isSafeInteger(v)) throw new TypeError(`audit field is not a safe integer: ${v}`);
-  const bytes = Buffer.from(isInt ? v.toString(10) : v, isInt ? 'ascii' : 'utf8');
-  const head = Buffer.alloc(5);
-  head[0] = isInt ? 1 : 2;
-  head.writeUInt32BE(bytes.length, 1);
-  return Buffer.concat([head, bytes]);
-}
-
-/** The canonical bytes of a record at position `seq` following `prevHash`. */
+/**
+ * The canonical bytes, written into one buffer sized up front: every mint
+ * hashes a record, and encoding field by field (three buffers per field,
+ * then a concatenation) made this one of the CA's largest sources of
+ * garbage per call (heap sampling, README "Performance"). The golden
+ * vectors in test/audit-chain.test.ts hold the bytes fixed.
+ */
 export function canonicalAuditBytes(seq: number, r: AuditRecord, prevHash: string): Buffer {
   const fields: Field[] = [seq, r.timeMs, r.caller, r.action, r.spiffeId, r.serial, r.notAfter, r.outcome, r.detail, prevHash];
-  return Buffer.concat([VERSION_TAG, ...fields.map(encodeField)]);
+  const texts: (string | null)[] = new Array(fields.length);
+  let size = VERSION_TAG.length;
+  for (let i = 0; i < fields.length; i++) {
+    const v = fields[i]!;
+    size += 5;
+    if (v === null) {
+      texts[i] = null;
+      continue;
+    }
+    if (typeof v === 'number' && !Number.isSafeInteger(v)) throw new TypeError(`audit field is not a safe integer: ${v}`);
+    const text = typeof v === 'number' ? v.toString(10) : v;
+    texts[i] = text;
+    size += Buffer.byteLength(text, 'utf8'); // decimal digits are ASCII: the same bytes in UTF-8
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = VERSION_TAG.copy(out, 0);
+  for (let i = 0; i < fields.length; i++) {
+    const text = texts[i] ?? null;
+    out[at] = text === null ? 0 : typeof fields[i] === 'number' ? 1 : 2;
+    const length = text === null ? 0 : out.write(text, at + 5, 'utf8');
+    out.writeUInt32BE(length, at + 1);
+    at += 5 + length;
+  }
+  return out;
 }
 
 /** SHA-256 (hex) of the record's canonical encoding. */

@@ -41,7 +41,7 @@ export async function startBenchCa(extraArgs: string[] = []): Promise<BenchCa> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'brevis-bench-'));
   const configFile = path.join(dir, 'ca.json');
   const { writeFileSync } = await import('node:fs');
-  writeFileSync(configFile, JSON.stringify({ ...JSON.parse(process.env.BENCH_CA_CONFIG ?? "{}"), x509SvidMinTtl: '30s', logLevel: 'warn', attestRatePerSource: 0, signRatePerAgent: 0, signRatePerSource: 0 }) /* limits off: measure capacity */);
+  writeFileSync(configFile, JSON.stringify({ ...JSON.parse(process.env.BENCH_CA_CONFIG ?? '{}'), x509SvidMinTtl: '30s', logLevel: 'warn', attestRatePerSource: 0, signRatePerAgent: 0, signRatePerSource: 0 }) /* limits off: measure capacity */);
   // BENCH_CA_NODE_ARGS profiles the CA alone, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env.BENCH_CA_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const proc = spawn(process.execPath, [...CA_NODE_FLAGS, ...nodeArgs, path.join(ROOT, 'dist/ca/cli/main.js'), 'run', '--data-dir', path.join(dir, 'ca'), '--trust-domain', TD, '--listen', '127.0.0.1:0', '--config', configFile, '--log-level', 'info', ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
