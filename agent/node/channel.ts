@@ -167,6 +167,8 @@ export class NodeChannel {
       // below the agent's retry cap so a returning CA is noticed promptly.
       'grpc.initial_reconnect_backoff_ms': 500,
       'grpc.max_reconnect_backoff_ms': 5000,
+      // No channelz service reads grpc-js's per-call channelz bookkeeping.
+      'grpc.enable_channelz': 0,
       // SNI: the trust domain rather than the address (Node refuses an IP
       // as server name); the check above ignores host names anyway.
       'grpc.ssl_target_name_override': this.trustDomain,

@@ -172,6 +172,9 @@ export async function startCa(
     const serverOptions = {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      // No channelz service is served, so grpc-js's per-call channelz
+      // bookkeeping (timestamps, counters, a tracker per call) is work for nobody.
+      'grpc.enable_channelz': 0,
     };
     const nodeServer = new grpc.Server({
       ...serverOptions,

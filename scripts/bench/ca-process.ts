@@ -114,6 +114,7 @@ export async function benchAgent(ca: BenchCa, entries: number, channels = 1): Pr
   const clients = Array.from({ length: channels }, (_, i) =>
     new NodeServiceClient(`127.0.0.1:${ca.port}`, grpc.credentials.createSsl(roots, keyPem, chainPem, { checkServerIdentity: checkServer }), {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.enable_channelz': 0, // as the agent's channel (agent/node/channel.ts)
       'bench.channel': i,
     }),
   );
