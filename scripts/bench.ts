@@ -6,6 +6,7 @@
  */
 import 'reflect-metadata';
 import { writeFileSync } from 'node:fs';
+import { collectGarbage } from '../agent/memory/free-memory.js';
 import { rawSignPerSecond } from './bench/raw-sign.js';
 import { benchAgent, newCsr, startBenchCa, unary, type BenchCa } from './bench/ca-process.js';
 import { percentile, round, rssMbOf } from './bench/stats.js';
@@ -79,7 +80,7 @@ async function latencyAt(call: (n: number) => Promise<boolean>, ratePerSecond: n
   const settle = () => {
     if (--outstanding === 0 && allSent) done();
   };
-  (globalThis as { gc?: () => void }).gc?.();
+  collectGarbage();
   const interval = 1000 / ratePerSecond;
   const start = performance.now();
   for (let n = 0; n < total; n++) {
