@@ -13,6 +13,7 @@ import { percentile, round, rssMbOf } from './bench/stats.js';
 import type { NodeServiceClient } from '../proto/gen/brevis/ca/v1/node.js';
 import { benchAgentSide } from './bench/agent-side.js';
 import { sshSignPerSecond } from './bench/ssh-sign.js';
+import { startFloorServers } from './bench/floor-servers.js';
 
 interface Results {
   [k: string]: number | string | Record<string, number>;
@@ -160,6 +161,20 @@ async function main() {
     const floor = await latencyAt(() => healthCheck(agent.client), half, quick ? 2 : 10);
     results.rpc_floor_p50_ms = round(floor.p50);
     results.rpc_floor_p99_ms = round(floor.p99);
+    // Below that floor, the stack's own: a plain grpc-js no-op call (no TLS, no CA) and a raw TCP
+    // echo, to another process at the same rate (bench/floor-servers.ts).
+    const floors = await startFloorServers();
+    try {
+      log(`plain grpc-js no-op and raw TCP echo latency at ${round(half, 0)}/s offered (the stack's floors)`);
+      const g = await latencyAt(() => floors.grpcNoop(), half, quick ? 2 : 10);
+      results.grpc_js_floor_p50_ms = round(g.p50);
+      results.grpc_js_floor_p99_ms = round(g.p99);
+      const t = await latencyAt((n) => floors.tcpEcho(n), half, quick ? 2 : 10);
+      results.tcp_floor_p50_ms = round(t.p50);
+      results.tcp_floor_p99_ms = round(t.p99);
+    } finally {
+      await floors.stop();
+    }
 
     log(`SSH user certificates through the node API, 32 in flight, ${SECONDS}s`);
     const ssh = await sshSignPerSecond(ca, agent, 32, SECONDS);
