@@ -3,7 +3,8 @@
  * threads are the certificates the in-thread path mints (same fields, judged
  * by openssl), bad CSRs get the same errors, a batch keeps its order, a
  * rotated intermediate signs at once, and a dying worker fails only what it
- * held and is replaced.
+ * held and is replaced. A lone call finding the workers idle is minted in
+ * the calling thread, with the same result.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
@@ -27,10 +28,11 @@ afterEach(async () => {
   rig = undefined;
 });
 
-async function setup(mintWorkers: number) {
+/** A minter whose lone calls go to the workers too (inlineWhenIdle off), unless `inlineWhenIdle`. */
+async function setup(mintWorkers: number, inlineWhenIdle = false) {
   rig = await openLifecycleRig();
   const r = rig;
-  const minter = new X509Minter({ authority: r.lifecycle.x509, clock: r.clock, backdateSeconds: 30, mintWorkers });
+  const minter = new X509Minter({ authority: r.lifecycle.x509, clock: r.clock, backdateSeconds: 30, mintWorkers, inlineWhenIdle });
   minters.push(minter);
   return { rig: r, minter, roots: () => r.lifecycle.x509.bundle().roots };
 }
@@ -135,6 +137,57 @@ describe('mint workers', () => {
       }
     });
     expect(new Set(outcomes.map((o) => ('san' in o ? o.san : o.i))).size).toBe(40);
+  });
+
+  it('mint a lone call in the calling thread when every worker is idle: the same certificate, judged by openssl', async () => {
+    const { rig: r, minter, roots } = await setup(2, true);
+    const viaWorker = new X509Minter({ authority: r.lifecycle.x509, clock: r.clock, backdateSeconds: 30, mintWorkers: 1, inlineWhenIdle: false });
+    const inThread = new X509Minter({ authority: r.lifecycle.x509, clock: r.clock, backdateSeconds: 30, mintWorkers: 0 });
+    minters.push(viaWorker, inThread);
+    const key = await newKeyWithCsr();
+    const req = { csr: key.csr, spiffeId: `spiffe://${LTD}/web`, dnsNames: ['web.example.org'], ttlSeconds: 600 };
+    const a = await minter.mintFromCsr(req);
+    expect(minter.inlineMints).toBe(1);
+    const b = await viaWorker.mintFromCsr(req);
+    expect(viaWorker.inlineMints).toBe(0);
+    const c = await inThread.mintFromCsr(req);
+    expect(fields(a.chain[0]!)).toEqual(fields(b.chain[0]!));
+    expect(fields(a.chain[0]!)).toEqual(fields(c.chain[0]!));
+    expect(a.chain.slice(1)).toEqual(b.chain.slice(1));
+    expect(a.serialHex).toBe(parseCertificate(a.chain[0]!).serialHex);
+    expect(a.notAfter.getTime()).toBe(b.notAfter.getTime());
+    expect(opensslVerify(r.dir, a.chain, roots(), r.clock.now())).toBe('');
+    // A rotated intermediate signs the next lone call at once.
+    const p = await r.lifecycle.prepare('x509-intermediate', { caller: 'test' });
+    await r.lifecycle.activate('x509-intermediate', p.prepared.id, { caller: 'test' });
+    const after = await minter.mintFromCsr(req);
+    expect(minter.inlineMints).toBe(2);
+    expect(parseCertificate(after.chain[0]!).akiHex).toBe(p.prepared.id);
+    expect(opensslVerify(r.dir, after.chain, roots(), r.clock.now())).toBe('');
+  });
+
+  it('refuse bad CSRs minted inline with the same code and message as the in-thread path', async () => {
+    const { rig: r, minter } = await setup(2, true);
+    const inThread = new X509Minter({ authority: r.lifecycle.x509, clock: r.clock, backdateSeconds: 30, mintWorkers: 0 });
+    const good = (await newKeyWithCsr()).csr;
+    const wrongSignature = Buffer.from(good);
+    wrongSignature[wrongSignature.length - 3]! ^= 0x01;
+    const cases = [Buffer.alloc(0), good.subarray(0, good.length - 10), wrongSignature, Buffer.concat([good, Buffer.from([0])])];
+    for (const csr of cases) {
+      const req = { csr, spiffeId: `spiffe://${LTD}/x`, dnsNames: [], ttlSeconds: 300 };
+      const [inline, here] = [await codeOf(minter.mintFromCsr(req)), await codeOf(inThread.mintFromCsr(req))];
+      expect(inline).toBe(here);
+      expect(inline).toMatch(/^CSR_INVALID: /);
+    }
+    expect(minter.inlineMints).toBe(cases.length);
+  });
+
+  it('send calls that arrive together to the workers even when lone calls are minted inline', async () => {
+    const { minter } = await setup(2, true);
+    const keys = await Promise.all(Array.from({ length: 20 }, () => newKeyWithCsr()));
+    const minted = await Promise.all(keys.map((k, i) => minter.mintFromCsr({ csr: k.csr, spiffeId: `spiffe://${LTD}/t/${i}`, dnsNames: [], ttlSeconds: 300 })));
+    expect(minter.inlineMints).toBe(0);
+    minted.forEach((s, i) => expect(parseCertificate(s.chain[0]!).spkiDer.equals(keys[i]!.spki)).toBe(true));
   });
 
   it('sign with a newly activated intermediate at once', async () => {

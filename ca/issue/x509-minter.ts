@@ -23,6 +23,8 @@ export interface X509MinterDeps {
   backdateSeconds: number;
   /** Mint worker threads (0: mint on the event loop and libuv's pool only). */
   mintWorkers?: number;
+  /** A lone mint finding every worker idle is minted in this thread (mint-pool.ts); default true. */
+  inlineWhenIdle?: boolean;
 }
 
 export class X509Minter implements SvidMinter {
@@ -32,12 +34,17 @@ export class X509Minter implements SvidMinter {
 
   constructor(private readonly deps: X509MinterDeps) {
     const script = (deps.mintWorkers ?? 0) > 0 ? mintWorkerScript() : undefined;
-    this.#pool = script ? new MintPool({ size: deps.mintWorkers!, script, backdateSeconds: deps.backdateSeconds }) : undefined;
+    this.#pool = script ? new MintPool({ size: deps.mintWorkers!, script, backdateSeconds: deps.backdateSeconds, inlineWhenIdle: deps.inlineWhenIdle ?? true }) : undefined;
   }
 
   /** Worker threads minting from CSRs (0 when minting in this thread). */
   get workers(): number {
     return this.#pool?.size ?? 0;
+  }
+
+  /** Mints from CSRs that the pool did in this thread because every worker was idle. */
+  get inlineMints(): number {
+    return this.#pool?.inlineMints ?? 0;
   }
 
   async mint(req: MintRequest): Promise<MintedSvid> {
