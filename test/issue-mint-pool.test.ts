@@ -28,11 +28,15 @@ afterEach(async () => {
   rig = undefined;
 });
 
-/** A minter whose lone calls go to the workers too (inlineWhenIdle off), unless `inlineWhenIdle`. */
+/**
+ * A minter whose lone calls go to the workers too (inlineWhenIdle off), unless
+ * `inlineWhenIdle`: then every lone call finding the workers idle is minted
+ * inline however busy the test's event loop was (the loop guard has a test of its own).
+ */
 async function setup(mintWorkers: number, inlineWhenIdle = false) {
   rig = await openLifecycleRig();
   const r = rig;
-  const minter = new X509Minter({ authority: r.lifecycle.x509, clock: r.clock, backdateSeconds: 30, mintWorkers, inlineWhenIdle });
+  const minter = new X509Minter({ authority: r.lifecycle.x509, clock: r.clock, backdateSeconds: 30, mintWorkers, inlineWhenIdle, ...(inlineWhenIdle ? { inlineMaxLoopUtilization: 1.01 } : {}) });
   minters.push(minter);
   return { rig: r, minter, roots: () => r.lifecycle.x509.bundle().roots };
 }
@@ -188,6 +192,27 @@ describe('mint workers', () => {
     const minted = await Promise.all(keys.map((k, i) => minter.mintFromCsr({ csr: k.csr, spiffeId: `spiffe://${LTD}/t/${i}`, dnsNames: [], ttlSeconds: 300 })));
     expect(minter.inlineMints).toBe(0);
     minted.forEach((s, i) => expect(parseCertificate(s.chain[0]!).spkiDer.equals(keys[i]!.spki)).toBe(true));
+  });
+
+  it('send lone calls to the workers while the event loop has been busy, and inline again once it is calm', async () => {
+    rig = await openLifecycleRig();
+    const r = rig;
+    const minter = new X509Minter({ authority: r.lifecycle.x509, clock: r.clock, backdateSeconds: 30, mintWorkers: 1 });
+    minters.push(minter);
+    const req = { csr: (await newKeyWithCsr()).csr, spiffeId: `spiffe://${LTD}/calm`, dnsNames: [], ttlSeconds: 300 };
+    const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+    await sleep(400);
+    await minter.mintFromCsr(req);
+    expect(minter.inlineMints).toBe(1);
+    // Block this event loop for 300 ms: the next window is all busy.
+    const until = performance.now() + 300;
+    while (performance.now() < until);
+    const busy = await minter.mintFromCsr(req);
+    expect(minter.inlineMints).toBe(1);
+    await sleep(400);
+    const calm = await minter.mintFromCsr(req);
+    expect(minter.inlineMints).toBe(2);
+    expect(fields(busy.chain[0]!)).toEqual(fields(calm.chain[0]!));
   });
 
   it('sign with a newly activated intermediate at once', async () => {

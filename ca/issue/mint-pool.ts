@@ -18,12 +18,16 @@
  * (a 2-vCPU VM) a wake-up costs more CPU than the mint itself: at 700 single
  * mints/s the CA used 0.93 cores with every mint sent to a worker and 0.76
  * with lone mints done inline, and the mint step of a call took 0.28 ms
- * instead of 0.85 at the median. Under load calls arrive together and
- * workers are busy, so batches still go to the workers (README "Performance").
+ * instead of 0.85 at the median. Calls that arrive together still go to the
+ * workers, and so does every call while the event loop is busy (more than
+ * INLINE_MAX_LOOP_UTILIZATION over the last window), so that a stream of
+ * lone calls cannot pile all the minting onto the CA's own thread while the
+ * workers sit idle (README "Performance").
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type { KeyObject } from 'node:crypto';
 import type { KeyType } from '../keys/keytype.js';
@@ -59,6 +63,11 @@ interface Slot {
  * or dist/'s copy when this module runs from its TypeScript source (tests);
  * undefined when there is none (then the CA mints in its own thread).
  */
+/** Lone calls are minted inline only while the event loop was busy less than this share of the last window. */
+export const INLINE_MAX_LOOP_UTILIZATION = 0.6;
+/** How often the event loop's utilization is sampled for that decision, ms. */
+const LOOP_WINDOW_MS = 100;
+
 export function mintWorkerScript(): URL | undefined {
   const here = fileURLToPath(import.meta.url);
   const candidate = here.endsWith('.ts')
@@ -72,18 +81,23 @@ export class MintPool {
   readonly #script: URL;
   readonly #backdateSeconds: number;
   readonly #inlineWhenIdle: boolean;
+  readonly #inlineMaxLoopUtilization: number;
   /** The issuers' signers for inline mints, built once per PoolIssuer. */
   readonly #local = new WeakMap<PoolIssuer, LocalIssuer>();
   #inlineMints = 0;
+  #loopMark = performance.eventLoopUtilization();
+  #loopMarkAt = performance.now();
+  #loopUtilization = 0;
   #queue: Pending[] = [];
   #nextId = 1;
   #closed = false;
 
-  constructor(opts: { size: number; script: URL; backdateSeconds: number; inlineWhenIdle?: boolean }) {
+  constructor(opts: { size: number; script: URL; backdateSeconds: number; inlineWhenIdle?: boolean; inlineMaxLoopUtilization?: number }) {
     if (!Number.isInteger(opts.size) || opts.size < 1) throw new TypeError('mint pool size must be a positive integer');
     this.#script = opts.script;
     this.#backdateSeconds = opts.backdateSeconds;
     this.#inlineWhenIdle = opts.inlineWhenIdle ?? false;
+    this.#inlineMaxLoopUtilization = opts.inlineMaxLoopUtilization ?? INLINE_MAX_LOOP_UTILIZATION;
     for (let i = 0; i < opts.size; i++) this.#slots.push(this.#spawn());
   }
 
@@ -155,7 +169,7 @@ export class MintPool {
   #flush() {
     const queue = this.#queue;
     this.#queue = [];
-    if (this.#inlineWhenIdle && queue.length === 1 && this.#slots.every((s) => s.load === 0)) {
+    if (this.#inlineWhenIdle && queue.length === 1 && this.#slots.every((s) => s.load === 0) && this.#loopIsCalm()) {
       this.#mintInline(queue[0]!);
       return;
     }
@@ -171,6 +185,18 @@ export class MintPool {
       const size = Math.ceil(group.length / parts);
       for (let start = 0; start < group.length; start += size) this.#send(group.slice(start, start + size));
     }
+  }
+
+  /** Whether this thread's event loop was busy less than the inline threshold over the last window. */
+  #loopIsCalm(): boolean {
+    const now = performance.now();
+    if (now - this.#loopMarkAt >= LOOP_WINDOW_MS) {
+      const mark = performance.eventLoopUtilization();
+      this.#loopUtilization = performance.eventLoopUtilization(mark, this.#loopMark).utilization;
+      this.#loopMark = mark;
+      this.#loopMarkAt = now;
+    }
+    return this.#loopUtilization < this.#inlineMaxLoopUtilization;
   }
 
   #mintInline(p: Pending) {

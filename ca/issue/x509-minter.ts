@@ -25,6 +25,8 @@ export interface X509MinterDeps {
   mintWorkers?: number;
   /** A lone mint finding every worker idle is minted in this thread (mint-pool.ts); default true. */
   inlineWhenIdle?: boolean;
+  /** ...and only while the event loop was busy less than this share of the last window (default INLINE_MAX_LOOP_UTILIZATION). */
+  inlineMaxLoopUtilization?: number;
 }
 
 export class X509Minter implements SvidMinter {
@@ -34,7 +36,7 @@ export class X509Minter implements SvidMinter {
 
   constructor(private readonly deps: X509MinterDeps) {
     const script = (deps.mintWorkers ?? 0) > 0 ? mintWorkerScript() : undefined;
-    this.#pool = script ? new MintPool({ size: deps.mintWorkers!, script, backdateSeconds: deps.backdateSeconds, inlineWhenIdle: deps.inlineWhenIdle ?? true }) : undefined;
+    this.#pool = script ? new MintPool({ size: deps.mintWorkers!, script, backdateSeconds: deps.backdateSeconds, inlineWhenIdle: deps.inlineWhenIdle ?? true, ...(deps.inlineMaxLoopUtilization !== undefined ? { inlineMaxLoopUtilization: deps.inlineMaxLoopUtilization } : {}) }) : undefined;
   }
 
   /** Worker threads minting from CSRs (0 when minting in this thread). */
