@@ -12,17 +12,21 @@
  * Calls made in the same tick are coalesced: one message per worker per
  * batch, split evenly across the least busy workers.
  *
- * A lone call that finds every worker idle is minted in the calling thread
- * instead (with `inlineWhenIdle`, which the CA sets). Handing one item to a
- * sleeping worker costs two thread wake-ups, and on this benchmark machine
- * (a 2-vCPU VM) a wake-up costs more CPU than the mint itself: at 700 single
- * mints/s the CA used 0.93 cores with every mint sent to a worker and 0.76
- * with lone mints done inline, and the mint step of a call took 0.28 ms
- * instead of 0.85 at the median. Calls that arrive together still go to the
- * workers, and so does every call while the event loop is busy (more than
- * INLINE_MAX_LOOP_UTILIZATION over the last window), so that a stream of
- * lone calls cannot pile all the minting onto the CA's own thread while the
- * workers sit idle (README "Performance").
+ * A lone call that finds every worker idle, on an event loop that was
+ * busy less than INLINE_MAX_LOOP_UTILIZATION of the last window, is minted
+ * in the calling thread instead (with `inlineWhenIdle`, which the CA sets).
+ * Handing one item to a sleeping worker costs two thread wake-ups, and on
+ * the benchmark machine (a 2-vCPU VM) a wake-up costs about as much CPU as
+ * the mint itself: at 700 single mints/s with every lone call inline the CA
+ * used 0.76 cores instead of 0.93, and the mint step of a call took 0.28 ms
+ * instead of 0.85 at the median. But the p99 of those calls did not improve,
+ * and after long batch runs (the loop about half busy, lone calls inline
+ * below 60% utilization) it leaned worse, 77 and 89 ms against 65 and 67
+ * with every call sent to the workers: a mint done inline delays every other
+ * call on the loop, where a worker runs it beside them. Hence the guard: a
+ * quiet CA mints lone calls in place, a busy one keeps the loop free for
+ * gRPC and spreads the minting over the workers; calls that arrive together
+ * always go to the workers (README "Performance").
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -64,7 +68,7 @@ interface Slot {
  * undefined when there is none (then the CA mints in its own thread).
  */
 /** Lone calls are minted inline only while the event loop was busy less than this share of the last window. */
-export const INLINE_MAX_LOOP_UTILIZATION = 0.6;
+export const INLINE_MAX_LOOP_UTILIZATION = 0.3;
 /** How often the event loop's utilization is sampled for that decision, ms. */
 const LOOP_WINDOW_MS = 100;
 
