@@ -62,16 +62,16 @@ interface Slot {
   keys: Set<string>;
 }
 
-/**
- * The compiled worker script: beside this module when running from dist/,
- * or dist/'s copy when this module runs from its TypeScript source (tests);
- * undefined when there is none (then the CA mints in its own thread).
- */
 /** Lone calls are minted inline only while the event loop was busy less than this share of the last window. */
 export const INLINE_MAX_LOOP_UTILIZATION = 0.3;
 /** How often the event loop's utilization is sampled for that decision, ms. */
 const LOOP_WINDOW_MS = 100;
 
+/**
+ * The compiled worker script: beside this module when running from dist/,
+ * or dist/'s copy when this module runs from its TypeScript source (tests);
+ * undefined when there is none (then the CA mints in its own thread).
+ */
 export function mintWorkerScript(): URL | undefined {
   const here = fileURLToPath(import.meta.url);
   const candidate = here.endsWith('.ts')
