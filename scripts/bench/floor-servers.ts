@@ -28,7 +28,7 @@ export interface FloorServers {
 }
 
 export async function startFloorServers(): Promise<FloorServers> {
-  const proc: ChildProcess = spawn(process.execPath, [fileURLToPath(import.meta.url), 'serve'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc: ChildProcess = spawn(process.execPath, [fileURLToPath(import.meta.url), 'serve'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const ports = await new Promise<{ grpc: number; tcp: number }>((resolve, reject) => {
     let buf = '';
     proc.stdout!.on('data', (d) => {
@@ -100,6 +100,9 @@ async function serve() {
   const tcpPort = (tcp.address() as net.AddressInfo).port;
   process.stdout.write(`floor ${grpcPort} ${tcpPort}\n`);
   process.on('SIGTERM', () => process.exit(0));
+  // The benchmark holds this pipe open: if it dies without stopping us, we go too.
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.resume();
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === 'serve') {
