@@ -12,6 +12,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CaError } from '../ca/errors.js';
+import { localSigner } from '../ca/issue/mint-item.js';
 import { MintPool, mintWorkerScript } from '../ca/issue/mint-pool.js';
 import { X509Minter } from '../ca/issue/x509-minter.js';
 import { createCsr } from '../ca/x509/create-csr.js';
@@ -237,7 +238,8 @@ describe('mint workers', () => {
       `import { parentPort } from 'node:worker_threads';\nlet n = 0;\nparentPort.on('message', (job) => { if (++n === 2) process.exit(3); parentPort.postMessage({ id: job.id, results: job.items.map(() => ({ code: 'CSR_INVALID', message: 'test worker' })) }); });\n`,
     );
     const pool = new MintPool({ size: 1, script: pathToFileURL(script), backdateSeconds: 30 });
-    const issuer = { skiHex: 'ab', certDer: Buffer.alloc(1), notAfterMs: 0, keyType: 'ec-p256' as const, privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey };
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const issuer = { skiHex: 'ab', certDer: Buffer.alloc(1), notAfterMs: 0, keyType: 'ec-p256' as const, privateKey, signer: localSigner('ec-p256', privateKey) };
     const item = { csr: Buffer.alloc(1), spiffeId: `spiffe://${LTD}/x`, dnsNames: [], ttlSeconds: 1, nowMs: 0 };
     expect(await pool.mint(issuer, item)).toEqual({ code: 'CSR_INVALID', message: 'test worker' });
     await expect(pool.mint(issuer, item)).rejects.toThrow(/mint worker exited with code 3/);

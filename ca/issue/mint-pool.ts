@@ -35,13 +35,11 @@ import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type { KeyObject } from 'node:crypto';
 import type { KeyType } from '../keys/keytype.js';
-import { localSigner, mintFailure, mintItem, type LocalIssuer } from './mint-item.js';
+import { mintFailure, mintItem, type LocalIssuer } from './mint-item.js';
 import { WORKER_KEYS, pack, type CsrMintItem, type MintedLeaf, type MintItemResult, type MintJob, type MintJobResult } from './mint-job.js';
 
-export interface PoolIssuer {
-  skiHex: string;
-  certDer: Uint8Array;
-  notAfterMs: number;
+/** The signing intermediate: its key goes to the workers, its signer serves the inline path (a LocalIssuer as it is). */
+export interface PoolIssuer extends LocalIssuer {
   keyType: KeyType;
   privateKey: KeyObject;
 }
@@ -86,8 +84,6 @@ export class MintPool {
   readonly #backdateSeconds: number;
   readonly #inlineWhenIdle: boolean;
   readonly #inlineMaxLoopUtilization: number;
-  /** The issuers' signers for inline mints, built once per PoolIssuer. */
-  readonly #local = new WeakMap<PoolIssuer, LocalIssuer>();
   #inlineMints = 0;
   #loopMark = performance.eventLoopUtilization();
   #loopMarkAt = performance.now();
@@ -205,14 +201,7 @@ export class MintPool {
 
   #mintInline(p: Pending) {
     this.#inlineMints++;
-    let issuer = this.#local.get(p.issuer);
-    if (!issuer) {
-      const { skiHex, certDer, notAfterMs, keyType, privateKey } = p.issuer;
-      issuer = { skiHex, certDer, notAfterMs, signer: localSigner(keyType, privateKey) };
-      this.#local.set(p.issuer, issuer);
-    }
-    const { csr, ...item } = p.item;
-    mintItem(issuer, item, csr, this.#backdateSeconds).then(
+    mintItem(p.issuer, p.item, p.item.csr, this.#backdateSeconds).then(
       (ok) => p.resolve({ ok }),
       (e: unknown) => p.resolve(mintFailure(e)),
     );

@@ -79,6 +79,7 @@ export class X509Minter implements SvidMinter {
           notAfterMs: active.notAfter.getTime(),
           keyType: active.signer.keyType,
           privateKey: active.signer.privateKeyObject,
+          signer: active.signer,
         },
       };
     }
