@@ -8,7 +8,7 @@ import 'reflect-metadata';
 import { writeFileSync } from 'node:fs';
 import { collectGarbage } from '../agent/memory/free-memory.js';
 import { rawSignPerSecond } from './bench/raw-sign.js';
-import { benchAgent, newCsr, startBenchCa, unary, type BenchCa } from './bench/ca-process.js';
+import { benchAgent, emptyUnary, newCsr, startBenchCa, unary, type BenchCa } from './bench/ca-process.js';
 import { percentile, round, rssMbOf } from './bench/stats.js';
 import type { NodeServiceClient } from '../proto/gen/brevis/ca/v1/node.js';
 import { benchAgentSide } from './bench/agent-side.js';
@@ -110,15 +110,7 @@ async function latencyAt(call: (n: number) => Promise<boolean>, ratePerSecond: n
 
 /** A gRPC health check on the CA's node API through `client`'s channel: the cheapest round trip there is. */
 function healthCheck(client: NodeServiceClient): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(
-      '/grpc.health.v1.Health/Check',
-      () => Buffer.alloc(0),
-      (b: Buffer) => b,
-      {},
-      (e) => (e ? reject(e) : resolve(true)),
-    );
-  });
+  return emptyUnary(client, '/grpc.health.v1.Health/Check');
 }
 
 async function main() {

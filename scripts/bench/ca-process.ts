@@ -26,6 +26,15 @@ export function unary<Res>(client: grpc.Client, method: string, req: unknown, ti
   });
 }
 
+const EMPTY = Buffer.alloc(0);
+
+/** A unary call with an empty request, its answer ignored: the cheapest round trip a channel makes. Settles true. */
+export function emptyUnary(client: grpc.Client, method: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest(method, () => EMPTY, (b: Buffer) => b, {}, (e) => (e ? reject(e) : resolve(true)));
+  });
+}
+
 export interface BenchCa {
   dir: string;
   proc: ChildProcess;

@@ -15,6 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import { emptyUnary } from './ca-process.js';
 
 const NOOP = '/brevis.bench.Floor/Noop';
 const FRAME = 8;
@@ -40,11 +41,7 @@ export async function startFloorServers(): Promise<FloorServers> {
   });
 
   const client = new grpc.Client(`127.0.0.1:${ports.grpc}`, grpc.credentials.createInsecure(), { 'grpc.enable_channelz': 0 });
-  const empty = Buffer.alloc(0);
-  const grpcNoop = () =>
-    new Promise<boolean>((resolve, reject) => {
-      client.makeUnaryRequest(NOOP, () => empty, (b: Buffer) => b, {}, (e) => (e ? reject(e) : resolve(true)));
-    });
+  const grpcNoop = () => emptyUnary(client, NOOP);
 
   const socket = net.connect(ports.tcp, '127.0.0.1');
   socket.setNoDelay(true);
