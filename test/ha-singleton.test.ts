@@ -90,6 +90,50 @@ describe('singleton work through PostgreSQL', () => {
     expect(next.running).toBe(true);
   });
 
+  it('closing while the lock is being taken neither starts the work nor hangs, and leaves the lock free', async () => {
+    const db = await PgDb.open(url, { applicationName: 'brevis-test-racer' });
+    const events: string[] = [];
+    let closing: Promise<void> | undefined;
+    // The real database, with close() called at the moment PostgreSQL has granted the lock
+    // and before the answer is seen: the window a close from another part of the CA can hit.
+    const racing = {
+      connectDedicated: async (purpose: string, timeoutMs?: number) => {
+        const client = await db.connectDedicated(purpose, timeoutMs);
+        const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>;
+        (client as unknown as { query: (...a: unknown[]) => Promise<unknown> }).query = async (...a: unknown[]) => {
+          const r = await query(...a);
+          if (String(a[0]).includes('pg_try_advisory_lock')) closing ??= singleton.close();
+          return r;
+        };
+        return client;
+      },
+    } as unknown as PgDb;
+    const singleton: Singleton = new Singleton({
+      db: racing,
+      logger,
+      name: 'test',
+      retryMs: 100,
+      pingMs: 200,
+      work: async (signal) => {
+        events.push('start');
+        await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+        events.push('stop');
+      },
+    });
+    try {
+      await waitFor(() => closing !== undefined, 5000, 'the lock to be taken');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([closing, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('close() hung')), 5000)))]).finally(() => clearTimeout(timer));
+      expect(events).toEqual([]);
+      expect(singleton.leading).toBe(false);
+      // The lock is free: a contender that arrives now leads.
+      const next = await contender('next');
+      await waitFor(() => next.running, 5000, 'the next contender to lead');
+    } finally {
+      await db.close();
+    }
+  });
+
   it('never has two contenders working at the same moment through repeated handovers', async () => {
     await Promise.all([contender('a'), contender('b'), contender('c')]);
     let overlaps = 0;

@@ -122,7 +122,11 @@ export class ClusterChanges {
         failures = 0;
         // Whatever happened while not listening.
         void this.refresh();
-        const stopped = new Promise<void>((resolve) => this.#stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+        // close() may have come during the awaits above, and an abort listener added after the abort never fires.
+        const stopped = new Promise<void>((resolve) => {
+          if (this.#stop.signal.aborted) return resolve();
+          this.#stop.signal.addEventListener('abort', () => resolve(), { once: true });
+        });
         const outcome = await Promise.race([lost, stopped]);
         if (outcome instanceof Error) throw outcome;
       } catch (e) {

@@ -73,6 +73,12 @@ export class Singleton {
         while (!this.#stop.signal.aborted) {
           const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_CLASS, LOCKS.singleton]);
           if (rows[0]?.ok) {
+            // close() may have come while the lock was being taken: step down
+            // without starting the work (its abort has already fired).
+            if (this.#stop.signal.aborted) {
+              await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_CLASS, LOCKS.singleton]).catch(() => undefined);
+              break;
+            }
             await this.#lead(client, lost);
             break;
           }
@@ -94,6 +100,8 @@ export class Singleton {
     const work = new AbortController();
     const stopWork = () => work.abort();
     this.#stop.signal.addEventListener('abort', stopWork, { once: true });
+    // An abort listener added after the abort never fires.
+    if (this.#stop.signal.aborted) work.abort();
     this.#leading = true;
     this.#o.onLeading?.(true);
     logger.info({ work: name }, 'singleton: this server now does the singleton work');
