@@ -100,29 +100,6 @@ describe('agent failover between CA servers', () => {
     expect(moves).toEqual([`${first} -> ${second}`]);
   });
 
-  it('with a single address, reaches a CA that came back on the next call instead of after grpc-js\'s reconnect backoff', async () => {
-    let t = await startTestCa();
-    const dir = t.dir;
-    cleanups.push(() => t.cleanup());
-    const only = `127.0.0.1:${t.ca.port}`;
-    const moves: string[] = [];
-    const api = new NodeApi(channel(t, [only], moves));
-    const agentId = await attest(api, t);
-    await createEntry(t, { spiffeId: `spiffe://${TD}/w/api`, parentId: agentId, selectors: ['unix:uid:1000'] });
-    await t.stop();
-    // Five seconds of failed calls: grpc-js alone would by now wait seconds between connection attempts.
-    const until = Date.now() + 5_000;
-    while (Date.now() < until) {
-      await expect(api.fetchAuthorizedEntries()).rejects.toMatchObject({ code: 'UNAVAILABLE' });
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    t = await startTestCa({ listen: only }, dir);
-    // The first call after the CA is back gets through.
-    expect(spiffeIdsOf(await api.fetchAuthorizedEntries())).toEqual([`spiffe://${TD}/w/api`]);
-    expect(api.channel.address).toBe(only);
-    expect(moves).toEqual([]);
-  });
-
   it('stays on a server that refuses the agent: another server would refuse it too', async () => {
     const t = await startTestCa();
     cleanups.push(() => t.cleanup());

@@ -8,8 +8,7 @@
  * Given several CA addresses, the channel uses one at a time and sticks to
  * it; when it cannot be reached the channel moves to the next
  * (failover.ts) and repeats the call there, and a client whose connection
- * is failing is replaced before it is lent: by one to the next address,
- * or with a single address by a new one that connects at once.
+ * is failing is replaced by one to the next address before it is lent.
  */
 import * as grpc from '@grpc/grpc-js';
 import { NodeServiceClient } from '../../proto/gen/brevis/ca/v1/node.js';
@@ -143,17 +142,10 @@ export class NodeChannel {
 
   #slot(kind: ChannelKind): Slot {
     const existing = this.#slots.get(kind);
-    // A client whose connection keeps failing (the server is gone) fails
-    // every call at once until grpc-js's own reconnect backoff (up to 5 s
-    // plus jitter) lets it try again, even after the server is back: a CA
-    // that returns seconds before an SVID lapses would be noticed too
-    // late. The agent's retries already carry their own backoff, capped by
-    // the SVIDs' expiry (sync/backoff.ts), so each one gets a client that
-    // connects now: the next server's when there are several, a new one
-    // to the same server otherwise.
-    if (existing && existing.client.getChannel().getConnectivityState(false) === grpc.connectivityState.TRANSIENT_FAILURE) {
-      if (this.#servers.size > 1) this.#moveOn(existing.address, 'the connection to it is failing');
-      else this.#retire(kind);
+    // A client whose connection keeps failing (the server is gone) would
+    // fail the call at once: move on before lending it.
+    if (existing && this.#servers.size > 1 && existing.client.getChannel().getConnectivityState(false) === grpc.connectivityState.TRANSIENT_FAILURE) {
+      this.#moveOn(existing.address, 'the connection to it is failing');
     }
     const current = this.#slots.get(kind);
     if (current) return current;
