@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterChanges } from '../ca/ha/cluster-changes.js';
 import { PgDb } from '../ca/store/postgres-db.js';
 import { openPostgresStore } from '../ca/store/postgres.js';
-import { startTestPostgres, type TestPostgres } from './support/postgres.js';
+import { afterDedicatedQuery, settlesWithin, startTestPostgres, type TestPostgres } from './support/postgres.js';
 import { waitFor } from './support/agent-harness.js';
 
 const logger = pino({ level: process.env.BREVIS_TEST_LOG ?? 'silent' });
@@ -26,19 +26,7 @@ describe('cluster change notifications through PostgreSQL', () => {
     const db = await PgDb.open(url, { applicationName: 'brevis-test-changes' });
     let closing: Promise<void> | undefined;
     // The real database, with close() called once LISTEN has been answered and before the listener sees it.
-    const racing = {
-      run: (sql: string, params: unknown[]) => db.run(sql, params),
-      connectDedicated: async (purpose: string, timeoutMs?: number) => {
-        const client = await db.connectDedicated(purpose, timeoutMs);
-        const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>;
-        (client as unknown as { query: (...a: unknown[]) => Promise<unknown> }).query = async (...a: unknown[]) => {
-          const r = await query(...a);
-          if (String(a[0]).startsWith('LISTEN')) closing ??= changes.close();
-          return r;
-        };
-        return client;
-      },
-    } as unknown as PgDb;
+    const racing = afterDedicatedQuery(db, /^LISTEN/, () => (closing ??= changes.close()));
     let refreshes = 0;
     const changes: ClusterChanges = new ClusterChanges({
       db: racing,
@@ -53,8 +41,7 @@ describe('cluster change notifications through PostgreSQL', () => {
     });
     try {
       await waitFor(() => closing !== undefined, 5000, 'LISTEN to be sent');
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([closing, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('close() hung')), 5000)))]).finally(() => clearTimeout(timer));
+      await settlesWithin(closing!, 5000, 'close()');
       const listening = await server.sql(url, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'brevis-test-changes:changes%'", []);
       expect(listening).toEqual([{ n: 0 }]);
       expect(refreshes).toBeLessThanOrEqual(1);

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Singleton } from '../ca/ha/singleton.js';
 import { PgDb } from '../ca/store/postgres-db.js';
 import { openPostgresStore } from '../ca/store/postgres.js';
-import { startTestPostgres, type TestPostgres } from './support/postgres.js';
+import { afterDedicatedQuery, settlesWithin, startTestPostgres, type TestPostgres } from './support/postgres.js';
 import { waitFor } from './support/agent-harness.js';
 
 const logger = pino({ level: process.env.BREVIS_TEST_LOG ?? 'silent' });
@@ -96,18 +96,7 @@ describe('singleton work through PostgreSQL', () => {
     let closing: Promise<void> | undefined;
     // The real database, with close() called at the moment PostgreSQL has granted the lock
     // and before the answer is seen: the window a close from another part of the CA can hit.
-    const racing = {
-      connectDedicated: async (purpose: string, timeoutMs?: number) => {
-        const client = await db.connectDedicated(purpose, timeoutMs);
-        const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>;
-        (client as unknown as { query: (...a: unknown[]) => Promise<unknown> }).query = async (...a: unknown[]) => {
-          const r = await query(...a);
-          if (String(a[0]).includes('pg_try_advisory_lock')) closing ??= singleton.close();
-          return r;
-        };
-        return client;
-      },
-    } as unknown as PgDb;
+    const racing = afterDedicatedQuery(db, /pg_try_advisory_lock/, () => (closing ??= singleton.close()));
     const singleton: Singleton = new Singleton({
       db: racing,
       logger,
@@ -122,8 +111,7 @@ describe('singleton work through PostgreSQL', () => {
     });
     try {
       await waitFor(() => closing !== undefined, 5000, 'the lock to be taken');
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([closing, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('close() hung')), 5000)))]).finally(() => clearTimeout(timer));
+      await settlesWithin(closing!, 5000, 'close()');
       expect(events).toEqual([]);
       expect(singleton.leading).toBe(false);
       // The lock is free: a contender that arrives now leads.

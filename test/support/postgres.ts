@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import type { PgDb } from '../../ca/store/postgres-db.js';
 
 const run = promisify(execFile);
 
@@ -166,4 +167,36 @@ export async function startTestPostgres(settings: Record<string, string> = {}): 
       return stopped;
     },
   };
+}
+
+/**
+ * `db` as the HA loops use it (`connectDedicated`, `run`), with `hook`
+ * called once a query on a dedicated connection whose text matches `match`
+ * has been answered by the real server and before its caller sees the
+ * answer: the window in which to race a close() against that query.
+ */
+export function afterDedicatedQuery(db: PgDb, match: RegExp, hook: () => void): PgDb {
+  return {
+    run: (sql: string, params: unknown[]) => db.run(sql, params),
+    connectDedicated: async (purpose: string, timeoutMs?: number) => {
+      const client = await db.connectDedicated(purpose, timeoutMs);
+      const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: (...a: unknown[]) => Promise<unknown> }).query = async (...a: unknown[]) => {
+        const r = await query(...a);
+        if (match.test(String(a[0]))) hook();
+        return r;
+      };
+      return client;
+    },
+  } as unknown as PgDb;
+}
+
+/** Resolves with `p`, or rejects with "`what` hung" when it has not settled within `ms`. */
+export async function settlesWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} hung`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
