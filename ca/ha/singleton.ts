@@ -99,9 +99,8 @@ export class Singleton {
     const pingMs = this.#o.pingMs ?? 2000;
     const work = new AbortController();
     const stopWork = () => work.abort();
+    // #run has just checked that no close() came: the listener below hears any later one.
     this.#stop.signal.addEventListener('abort', stopWork, { once: true });
-    // An abort listener added after the abort never fires.
-    if (this.#stop.signal.aborted) work.abort();
     this.#leading = true;
     this.#o.onLeading?.(true);
     logger.info({ work: name }, 'singleton: this server now does the singleton work');
