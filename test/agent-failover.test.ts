@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseServerList, ServerList, failoverVerdict } from '../agent/node/failover.js';
 import { NodeApi, type AuthorizedEntries, type UnchangedEntries } from '../agent/node/node-api.js';
-import { NodeChannel } from '../agent/node/channel.js';
+import { NodeChannel, REDIAL_WITHIN_MS } from '../agent/node/channel.js';
 import { NodeApiError } from '../agent/node/errors.js';
 import { createCsr } from '../ca/x509/csr.js';
 import { call, startTestCa, TD, type TestCa } from './support/ca-harness.js';
@@ -126,5 +126,34 @@ describe('agent failover between CA servers', () => {
     const single = new NodeApi(channel(t, [a], []));
     await expect(single.attestJoinToken('x', Buffer.from('csr'))).rejects.toMatchObject({ code: 'UNAVAILABLE' });
     expect(single.channel.address).toBe(a);
+  });
+
+  it('with a single address, a retry racing an expiry reaches a CA that came back at once, not after grpc-js\'s reconnect backoff', async () => {
+    let t = await startTestCa();
+    const dir = t.dir;
+    cleanups.push(() => t.cleanup());
+    const only = `127.0.0.1:${t.ca.port}`;
+    const moves: string[] = [];
+    const api = new NodeApi(channel(t, [only], moves));
+    const agentId = await attest(api, t);
+    await createEntry(t, { spiffeId: `spiffe://${TD}/w/api`, parentId: agentId, selectors: ['unix:uid:1000'] });
+    await t.stop();
+    // Five seconds of failed calls: grpc-js's backoff (500 ms growing by 1.6) has its next attempt about 3 s away.
+    const until = Date.now() + 5_000;
+    while (Date.now() < until) {
+      await expect(api.fetchAuthorizedEntries()).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // Far from any expiry, or with nothing to race, the failing connection is left to grpc-js.
+    expect(api.channel.redialIfExpiring(Date.now(), Date.now() + REDIAL_WITHIN_MS + 1_000)).toBe(false);
+    expect(api.channel.redialIfExpiring(Date.now(), null)).toBe(false);
+    t = await startTestCa({ listen: only }, dir);
+    // An SVID lapses in 5 s: the retry dials now and gets through.
+    expect(api.channel.redialIfExpiring(Date.now(), Date.now() + 5_000)).toBe(true);
+    expect(spiffeIdsOf(await api.fetchAuthorizedEntries())).toEqual([`spiffe://${TD}/w/api`]);
+    // A working connection is kept.
+    expect(api.channel.redialIfExpiring(Date.now(), Date.now() + 5_000)).toBe(false);
+    expect(api.channel.address).toBe(only);
+    expect(moves).toEqual([]);
   });
 });

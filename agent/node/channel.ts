@@ -9,6 +9,12 @@
  * it; when it cannot be reached the channel moves to the next
  * (failover.ts) and repeats the call there, and a client whose connection
  * is failing is replaced by one to the next address before it is lent.
+ *
+ * A failed connection is otherwise left to grpc-js, which tries it again
+ * after its own reconnect backoff (at most RECONNECT_WAIT_MAX_MS) and fails
+ * calls at once meanwhile. That keeps a fleet that lost its CA from
+ * dialling it in step with the agents' own retries. Only a retry racing an
+ * expiry (redialIfExpiring) dials a new connection at once.
  */
 import * as grpc from '@grpc/grpc-js';
 import { NodeServiceClient } from '../../proto/gen/brevis/ca/v1/node.js';
@@ -36,6 +42,19 @@ export interface NodeChannelOptions {
   /** Told when the channel moves to another CA server (for a log line). */
   onFailover?: (from: string, to: string, reason: string) => void;
 }
+
+/** grpc-js's reconnect backoff: 500 ms growing to this (its default grows to 120 s). */
+const RECONNECT_BACKOFF_MAX_MS = 5000;
+/** The longest grpc-js waits before trying a failed connection again: its backoff plus its 20% jitter. */
+export const RECONNECT_WAIT_MAX_MS = RECONNECT_BACKOFF_MAX_MS * 1.2;
+/**
+ * A retry racing an expiry closer than this dials a new connection. A CA
+ * that returns earlier is reached by grpc-js's own reconnect with at least
+ * RECONNECT_WAIT_MAX_MS to spare, in which the agent's retries (at most
+ * half the time left apart, sync/backoff.ts) still come; one that returns
+ * later might not be. The margin covers the handshake and the call.
+ */
+export const REDIAL_WITHIN_MS = 2 * RECONNECT_WAIT_MAX_MS;
 
 /** Messages of a batch of 500 SVIDs are well below this. */
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -126,6 +145,27 @@ export class NodeChannel {
     }
   }
 
+  /**
+   * Before a retry racing `deadlineMs` (the earliest expiry of what the
+   * retry would renew, null: none): when it is within REDIAL_WITHIN_MS,
+   * clients whose connection is failing are dropped, so that the retry
+   * dials at once instead of failing until grpc-js's reconnect backoff
+   * ends, which could be after the expiry even though the CA is back.
+   * The retries' own jitter spreads these dials. Several servers need
+   * nothing here: a failing client is replaced by one to the next server
+   * anyway. Returns whether a client was dropped.
+   */
+  redialIfExpiring(nowMs: number, deadlineMs: number | null): boolean {
+    if (deadlineMs === null || deadlineMs - nowMs > REDIAL_WITHIN_MS || this.#servers.size > 1) return false;
+    let dropped = false;
+    for (const [kind, slot] of [...this.#slots]) {
+      if (slot.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.TRANSIENT_FAILURE) continue;
+      this.#retire(kind);
+      dropped = true;
+    }
+    return dropped;
+  }
+
   close(): void {
     this.#closed = true;
     this.#retire('agent');
@@ -166,7 +206,7 @@ export class NodeChannel {
       // grpc-js's own reconnect backoff grows to 120 s by default; keep it
       // below the agent's retry cap so a returning CA is noticed promptly.
       'grpc.initial_reconnect_backoff_ms': 500,
-      'grpc.max_reconnect_backoff_ms': 5000,
+      'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MAX_MS,
       // No channelz service reads grpc-js's per-call channelz bookkeeping.
       'grpc.enable_channelz': 0,
       // SNI: the trust domain rather than the address (Node refuses an IP

@@ -129,6 +129,8 @@ export class AgentIdentity {
         if (!(await this.#sleep(Math.min(MAX_SLEEP_MS, this.#rotateAt.getTime() - now.getTime()), signal))) return;
         continue;
       }
+      // A CA that is back must be reached before the SVID lapses (NodeChannel.redialIfExpiring).
+      if (failures > 0) this.#o.api.channel.redialIfExpiring(now.getTime(), this.current.notAfter.getTime());
       try {
         await this.#o.lock.run(() => this.#renewOrAttest());
         failures = 0;

@@ -143,6 +143,7 @@ export class Syncer {
     while (!signal.aborted) {
       const serial = identity.current.serial;
       let delay: number;
+      if (failures > 0) this.#redialIfExpiring();
       try {
         await this.syncOnce();
         if (failures > 0) logger.info({ afterFailures: failures }, 'reached the CA again');
@@ -163,6 +164,15 @@ export class Syncer {
         );
       }
       if (!(await this.#sleep(Math.min(MAX_SLEEP_MS, Math.max(0, delay)), signal))) return;
+    }
+  }
+
+  /** Before a retry: a CA that is back must be reached before the earliest SVID lapses (NodeChannel.redialIfExpiring). */
+  #redialIfExpiring(): void {
+    const now = this.#o.clock.now();
+    const expiry = this.#o.cache.earliestExpiry(now);
+    if (this.#o.api.channel.redialIfExpiring(now.getTime(), expiry?.getTime() ?? null)) {
+      this.#o.logger.debug({ earliestExpiry: expiry!.toISOString() }, 'an SVID expires soon: dialling the CA again for the retry');
     }
   }
 
