@@ -159,7 +159,7 @@ export class NodeChannel {
     if (deadlineMs === null || deadlineMs - nowMs > REDIAL_WITHIN_MS || this.#servers.size > 1) return false;
     let dropped = false;
     for (const [kind, slot] of [...this.#slots]) {
-      if (slot.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.TRANSIENT_FAILURE) continue;
+      if (!connectionFailing(slot)) continue;
       this.#retire(kind);
       dropped = true;
     }
@@ -184,7 +184,7 @@ export class NodeChannel {
     const existing = this.#slots.get(kind);
     // A client whose connection keeps failing (the server is gone) would
     // fail the call at once: move on before lending it.
-    if (existing && this.#servers.size > 1 && existing.client.getChannel().getConnectivityState(false) === grpc.connectivityState.TRANSIENT_FAILURE) {
+    if (existing && this.#servers.size > 1 && connectionFailing(existing)) {
       this.#moveOn(existing.address, 'the connection to it is failing');
     }
     const current = this.#slots.get(kind);
@@ -225,4 +225,9 @@ export class NodeChannel {
     slot.retired = true;
     if (slot.inFlight === 0) slot.client.close();
   }
+}
+
+/** The slot's connection failed and grpc-js is waiting out its reconnect backoff: calls on it fail at once. */
+function connectionFailing(slot: Slot): boolean {
+  return slot.client.getChannel().getConnectivityState(false) === grpc.connectivityState.TRANSIENT_FAILURE;
 }
